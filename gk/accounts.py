@@ -1,0 +1,346 @@
+"""
+Accounts: who may log in, which addresses are local, where mail for an
+address goes.
+
+L{AccountService} is the one entry point for protocols, the web UI, the
+assistant and the CLI.  Database work runs in the database's threads;
+Argon2 runs in a small pool of its own so a burst of logins cannot starve
+other work or the memory (each Argon2 hash takes 64 MiB).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import idna
+from sqlalchemy.orm import Session
+from twisted.application.service import Service
+from twisted.internet.interfaces import IReactorThreads
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+
+from gk import passwords
+from gk.storage import accounts as store
+from gk.storage import mail_index
+from gk.storage.accounts import Account, AccountError, Credential
+from gk.storage.database import Database
+from gk.storage.mailstore import MailStore
+
+T = TypeVar("T")
+
+# RFC 5321 4.5.3.1: local part 64 octets, domain 255, path 256 with brackets.
+MAX_LOCAL_PART = 64
+MAX_ADDRESS = 254
+_ATEXT = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+
+
+class InvalidAddress(AccountError):
+    pass
+
+
+def normalize_domain(domain: str) -> str:
+    """Lower-case A-label form of C{domain}; raise L{InvalidAddress}."""
+    domain = domain.strip().rstrip(".")
+    try:
+        ascii_domain = idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError as e:
+        raise InvalidAddress(f"{domain!r} is not a valid domain: {e}") from None
+    labels = ascii_domain.split(".")
+    if len(labels) < 2 or len(ascii_domain) > 253:
+        raise InvalidAddress(f"{domain!r} is not a valid domain: it needs a dot")
+    return ascii_domain.lower()
+
+
+def normalize_address(address: str) -> str:
+    """
+    C{Local@Domain} -> C{local@domain} (A-label).  Local parts are compared
+    case-insensitively, as Postfix and Dovecot do by default.
+
+    @raise InvalidAddress: not a dot-atom address within RFC 5321 lengths.
+    """
+    address = address.strip()
+    local, at, domain = address.rpartition("@")
+    if not at or not local:
+        raise InvalidAddress(f"{address!r} is not an email address")
+    if len(local.encode("utf-8")) > MAX_LOCAL_PART:
+        raise InvalidAddress(f"{address!r}: the local part is longer than 64 octets")
+    if not _ATEXT.match(local):
+        raise InvalidAddress(f"{address!r}: the local part has characters gk does not accept")
+    result = f"{local.lower()}@{normalize_domain(domain)}"
+    if len(result) > MAX_ADDRESS:
+        raise InvalidAddress(f"{address!r} is longer than 254 octets")
+    return result
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """Where mail to one address goes: local accounts and/or outside addresses."""
+
+    local: tuple[Account, ...]
+    remote: tuple[str, ...]
+
+    @property
+    def deliverable(self) -> bool:
+        return bool(self.local or self.remote)
+
+
+class AccountService(Service):
+    """Accounts, aliases and credentials, for every part of gk."""
+
+    name = "accounts"
+    #: Alias chains longer than this are treated as loops.
+    MAX_ALIAS_DEPTH = 10
+
+    def __init__(
+        self, db: Database, mailstore: MailStore, reactor: IReactorThreads | None = None
+    ) -> None:
+        self.db = db
+        self.mailstore = mailstore
+        self._reactor = reactor
+        self._hash_pool = ThreadPool(1, 2, name="gk-argon2")
+
+    def startService(self) -> None:
+        super().startService()
+        self._hash_pool.start()
+
+    def stopService(self) -> None:
+        super().stopService()
+        self._hash_pool.stop()
+
+    async def _hash(self, fn: Callable[..., T], *args: object) -> T:
+        if self._reactor is None:
+            raise RuntimeError("AccountService needs a reactor")
+        return await deferToThreadPool(self._reactor, self._hash_pool, fn, *args)
+
+    # -- domains -----------------------------------------------------------
+
+    async def add_domain(self, name: str) -> bool:
+        domain = normalize_domain(name)
+        return await self.db.write(lambda s: store.add_domain(s, domain))
+
+    async def list_domains(self) -> list[str]:
+        return await self.db.read(store.list_domains)
+
+    async def delete_domain(self, name: str) -> None:
+        domain = normalize_domain(name)
+        await self.db.write(lambda s: store.delete_domain(s, domain))
+
+    async def is_local_domain(self, name: str) -> bool:
+        try:
+            domain = normalize_domain(name)
+        except InvalidAddress:
+            return False
+        return await self.db.read(lambda s: store.domain_exists(s, domain))
+
+    # -- users -------------------------------------------------------------
+
+    async def create_user(
+        self,
+        email: str,
+        password: str,
+        *,
+        is_admin: bool = False,
+        quota_bytes: int | None = None,
+    ) -> Account:
+        """Create an account with its mail folders (on disk and indexed)."""
+        address = normalize_address(email)
+        check_password_strength(password)
+        password_hash = await self._hash(passwords.hash_password, password)
+        # Folders on disk first: idempotent, and harmless if the insert fails.
+        await self._hash(self.mailstore.create_default_folders_on_disk, address)
+
+        def insert(session: Session) -> Account:
+            account = store.add_user(session, address, password_hash, is_admin, quota_bytes)
+            mail_index.create_default_folders(session, account.id)
+            return account
+
+        return await self.db.write(insert)
+
+    async def get_user(self, email: str) -> Account | None:
+        try:
+            address = normalize_address(email)
+        except InvalidAddress:
+            return None
+        return await self.db.read(lambda s: store.get_user(s, address))
+
+    async def get_user_by_id(self, user_id: int) -> Account | None:
+        return await self.db.read(lambda s: store.get_user_by_id(s, user_id))
+
+    async def list_users(self, domain: str | None = None) -> list[Account]:
+        name = None if domain is None else normalize_domain(domain)
+        return await self.db.read(lambda s: store.list_users(s, name))
+
+    async def delete_user(self, email: str) -> Account:
+        """
+        Remove the account and its credentials.  Its mail is not destroyed:
+        the Maildir is moved aside under C{mail/.deleted/} for the operator.
+        """
+        address = normalize_address(email)
+        account = await self.db.write(lambda s: store.delete_user(s, address))
+        await self._hash(self.mailstore.archive_user_files, address)
+        return account
+
+    async def set_password(self, email: str, password: str) -> None:
+        address = normalize_address(email)
+        check_password_strength(password)
+        password_hash = await self._hash(passwords.hash_password, password)
+        await self.db.write(lambda s: store.set_password_hash(s, address, password_hash))
+
+    async def authenticate(self, email: str, password: str) -> Account | None:
+        """
+        The account if C{password} is its password or one of its app
+        passwords; L{None} otherwise (also for unknown users, after the
+        same amount of work).
+        """
+        try:
+            address = normalize_address(email)
+        except InvalidAddress:
+            return None
+        found = await self.db.read(lambda s: store.password_hash_of(s, address))
+        if found is None:
+            await self._hash(passwords.verify_password, passwords.dummy_hash(), password)
+            return None
+        account, password_hash = found
+        if await self._hash(passwords.verify_password, password_hash, password):
+            if passwords.needs_rehash(password_hash):
+                new_hash = await self._hash(passwords.hash_password, password)
+                await self.db.write(lambda s: store.set_password_hash(s, address, new_hash))
+            return account
+        digest = passwords.secret_digest(password)
+        return await self.db.write(lambda s: store.user_by_app_password(s, address, digest))
+
+    async def authenticate_token(self, token: str) -> Account | None:
+        digest = passwords.secret_digest(token)
+        return await self.db.write(lambda s: store.user_by_token(s, digest))
+
+    # -- aliases -----------------------------------------------------------
+
+    async def add_alias(self, alias: str, target: str) -> bool:
+        source = normalize_alias_source(alias)
+        destination = normalize_address(target)
+        local_domains = await self.list_domains()
+        if source.rpartition("@")[2] not in local_domains:
+            raise AccountError(f"{alias}: {source.rpartition('@')[2]} is not a local domain")
+        return await self.db.write(lambda s: store.add_alias(s, source, destination))
+
+    async def list_aliases(self) -> list[tuple[str, str]]:
+        return await self.db.read(store.list_aliases)
+
+    async def delete_alias(self, alias: str, target: str | None = None) -> int:
+        source = normalize_alias_source(alias)
+        destination = None if target is None else normalize_address(target)
+        return await self.db.write(lambda s: store.delete_alias(s, source, destination))
+
+    async def resolve(self, address: str) -> Resolution:
+        """
+        Where mail to C{address} goes: an account, an alias (followed
+        recursively, loops cut), C{user+tag@} as C{user@}, then the
+        domain's catch-all.  Foreign addresses resolve to themselves as
+        remote; unknown local ones to nothing.
+        """
+        normalized = normalize_address(address)
+        return await self.db.read(lambda s: self._resolve(s, normalized))
+
+    def _resolve(self, session: Session, address: str) -> Resolution:
+        local: dict[int, Account] = {}
+        remote: list[str] = []
+        seen: set[str] = set()
+        pending = [(address, 0)]
+        while pending:
+            current, depth = pending.pop(0)
+            if current in seen or depth > self.MAX_ALIAS_DEPTH:
+                continue
+            seen.add(current)
+            targets = self._expand(session, current)
+            if targets is None:
+                continue
+            for kind, value in targets:
+                if kind == "user":
+                    account = store.get_user(session, value)
+                    if account is not None:
+                        local[account.id] = account
+                elif kind == "remote":
+                    remote.append(value)
+                else:
+                    pending.append((value, depth + 1))
+        return Resolution(tuple(local.values()), tuple(dict.fromkeys(remote)))
+
+    @staticmethod
+    def _expand(session: Session, address: str) -> list[tuple[str, str]] | None:
+        """One step of resolution: C{("user"|"alias"|"remote", address)} pairs."""
+        local_part, _, domain = address.rpartition("@")
+        if not store.domain_exists(session, domain):
+            return [("remote", address)]
+        if store.get_user(session, address) is not None:
+            return [("user", address)]
+        targets = store.alias_targets(session, address)
+        if targets:
+            return [("alias", t) for t in targets]
+        base, plus, _tag = local_part.partition("+")
+        if plus and base:
+            return [("alias", f"{base}@{domain}")]
+        catch_all = store.alias_targets(session, f"@{domain}")
+        if catch_all:
+            return [("alias", t) for t in catch_all]
+        return None
+
+    # -- app passwords and tokens ---------------------------------------------
+
+    async def create_app_password(self, email: str, name: str) -> str:
+        """Make a new app password; the secret is returned once, stored hashed."""
+        address = normalize_address(email)
+        secret = passwords.generate_password(groups=4, group_size=6)
+        digest = passwords.secret_digest(secret)
+        await self.db.write(lambda s: store.add_app_password(s, address, check_name(name), digest))
+        return secret
+
+    async def list_app_passwords(self, email: str | None = None) -> list[Credential]:
+        address = None if email is None else normalize_address(email)
+        return await self.db.read(lambda s: store.list_app_passwords(s, address))
+
+    async def revoke_app_password(self, email: str, name: str) -> None:
+        address = normalize_address(email)
+        await self.db.write(lambda s: store.revoke_app_password(s, address, name))
+
+    async def create_token(self, email: str, name: str) -> str:
+        """Make a new API token; returned once, stored hashed."""
+        address = normalize_address(email)
+        token = passwords.generate_token()
+        digest = passwords.secret_digest(token)
+        await self.db.write(lambda s: store.add_token(s, address, check_name(name), digest))
+        return token
+
+    async def list_tokens(self, email: str | None = None) -> list[Credential]:
+        address = None if email is None else normalize_address(email)
+        return await self.db.read(lambda s: store.list_tokens(s, address))
+
+    async def revoke_token(self, email: str, name: str) -> None:
+        address = normalize_address(email)
+        await self.db.write(lambda s: store.revoke_token(s, address, name))
+
+
+def normalize_alias_source(alias: str) -> str:
+    """An alias address, or C{@domain} for a catch-all."""
+    if alias.strip().startswith("@"):
+        return "@" + normalize_domain(alias.strip()[1:])
+    return normalize_address(alias)
+
+
+MIN_PASSWORD_LENGTH = 10
+
+
+def check_password_strength(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise AccountError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+    if password != password.strip() or any(ord(c) < 0x20 for c in password):
+        raise AccountError("the password must not have control characters or outer spaces")
+
+
+def check_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > 100 or any(ord(c) < 0x20 for c in name):
+        raise AccountError("a name must be 1 to 100 printable characters")
+    return name

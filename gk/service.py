@@ -1,0 +1,127 @@
+"""
+The service tree that C{twistd -n gk} runs.
+
+Children start in order and stop in reverse: the database first (so it
+stops last, after every listener has drained), then the account service,
+then one L{ListenerService} per configured endpoint, then the SIGHUP
+handler.  A role whose protocol this version does not serve yet is logged
+and skipped rather than bound to nothing.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.interfaces import IProtocolFactory
+from twisted.logger import ILogObserver, Logger
+from twisted.python.components import Componentized
+
+from gk.app import GkApp
+from gk.events import MailDelivered
+from gk.listeners import BoundListener, ListenerService
+from gk.logging import make_observer
+from gk.web.site import build_site
+
+#: Role -> builder of the protocol factory for that role's listeners.
+ProtocolBuilder = Callable[[GkApp, "GkService"], IProtocolFactory]
+
+
+def _http_factory(app: GkApp, tree: GkService) -> IProtocolFactory:
+    return build_site(app.db, app.metrics, tree.listener_status)
+
+
+PROTOCOLS: dict[str, ProtocolBuilder] = {"http": _http_factory}
+
+
+class ReloadOnSIGHUP(Service):
+    """Reloads what can change live (the TLS certificate) on SIGHUP."""
+
+    name = "sighup"
+    log = Logger()
+
+    def __init__(self, app: GkApp) -> None:
+        self.app = app
+        self._previous: Any = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._previous = signal.signal(signal.SIGHUP, self._on_signal)
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self._previous is not None:
+            signal.signal(signal.SIGHUP, self._previous)
+            self._previous = None
+
+    def _on_signal(self, _signum: int, _frame: FrameType | None) -> None:
+        # Signal handlers run between bytecodes: hand the work to the reactor.
+        self.app.reactor.callFromThread(self.reload)
+
+    def reload(self) -> None:
+        self.log.info("SIGHUP: reloading")
+        if self.app.tls_loaded:
+            self.app.tls.reload()
+
+
+class GkService(MultiService):
+    """The root service of a gk process."""
+
+    log = Logger()
+
+    def __init__(self, app: GkApp) -> None:
+        super().__init__()
+        self.app = app
+        self.listeners: list[ListenerService] = []
+        app.db.setServiceParent(self)
+        app.accounts.setServiceParent(self)
+        app.events.subscribe(MailDelivered, lambda _e: app.metrics.deliveries.inc())
+        for role, description, implicit_tls in app.config.listeners():
+            builder = PROTOCOLS.get(role)
+            if builder is None:
+                self.log.warn(
+                    "[{role}] {endpoint}: this version of gk does not serve {role} yet; skipped",
+                    role=role,
+                    endpoint=description,
+                )
+                continue
+            listener = ListenerService(
+                app.reactor,
+                role,
+                description,
+                builder(app, self),
+                implicit_tls=implicit_tls,
+                server_tls=app.tls if implicit_tls else None,
+            )
+            listener.setServiceParent(self)
+            self.listeners.append(listener)
+        ReloadOnSIGHUP(app).setServiceParent(self)
+
+    def listener_status(self) -> list[tuple[str, str, bool, BoundListener | None]]:
+        return [(s.role, s.description, s.implicit_tls, s.bound) for s in self.listeners]
+
+    def setServiceParent(self, parent: Any) -> None:
+        # twistd attaches the plugin's service to a Componentized
+        # Application and then asks it for an ILogObserver: that is how the
+        # plugin chooses the log format without a --logger option.
+        if isinstance(parent, Componentized):
+            parent.setComponent(ILogObserver, make_observer(self.app.config.log.format))
+        super().setServiceParent(parent)
+
+    def startService(self) -> None:
+        super().startService()
+        for listener in self.listeners:
+            if listener.bound is not None:
+                self.app.metrics.listeners.labels(role=listener.role).inc()
+
+    def stopService(self) -> Any:
+        self.log.info("gk stopping: closing listeners, then storage")
+        self.app.metrics.listeners.clear()
+        return super().stopService()
+
+
+def make_service(app: GkApp) -> IService:
+    return GkService(app)

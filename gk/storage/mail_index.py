@@ -1,0 +1,169 @@
+"""
+Mail index data access: folders and message rows.
+
+Blocking functions on a L{Session}, for the database's worker threads.
+"""
+
+from __future__ import annotations
+
+import datetime
+import secrets
+import time
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from gk.storage.envelope import Envelope
+from gk.storage.models import MailFolder, Message, User
+
+#: The folders every account gets, with their RFC 6154 special use.
+DEFAULT_FOLDERS: tuple[tuple[str, str | None], ...] = (
+    ("INBOX", None),
+    ("Sent", "\\Sent"),
+    ("Drafts", "\\Drafts"),
+    ("Trash", "\\Trash"),
+    ("Junk", "\\Junk"),
+    ("Archive", "\\Archive"),
+)
+
+
+def new_uidvalidity() -> int:
+    """A UIDVALIDITY unlikely to repeat (time-based, 32 bits, non-zero)."""
+    return (int(time.time()) ^ secrets.randbits(8)) & 0xFFFFFFFF or 1
+
+
+def create_folder(
+    session: Session, user_id: int, name: str, special_use: str | None = None
+) -> MailFolder:
+    existing = get_folder(session, user_id, name)
+    if existing is not None:
+        return existing
+    folder = MailFolder(
+        user_id=user_id,
+        name=name,
+        special_use=special_use,
+        uidvalidity=new_uidvalidity(),
+        uidnext=1,
+        highest_modseq=1,
+    )
+    session.add(folder)
+    session.flush()
+    return folder
+
+
+def create_default_folders(session: Session, user_id: int) -> None:
+    for name, special_use in DEFAULT_FOLDERS:
+        create_folder(session, user_id, name, special_use)
+
+
+def get_folder(session: Session, user_id: int, name: str) -> MailFolder | None:
+    if name.upper() == "INBOX":
+        name = "INBOX"
+    return session.scalar(
+        select(MailFolder).where(MailFolder.user_id == user_id, MailFolder.name == name)
+    )
+
+
+def list_folders(session: Session, user_id: int) -> list[MailFolder]:
+    return list(
+        session.scalars(
+            select(MailFolder).where(MailFolder.user_id == user_id).order_by(MailFolder.name)
+        )
+    )
+
+
+def all_folders(session: Session) -> list[tuple[MailFolder, str]]:
+    """Every folder with its owner's address, for the start-up repair."""
+    rows = session.execute(
+        select(MailFolder, User.email)
+        .join(User, MailFolder.user_id == User.id)
+        .order_by(User.email, MailFolder.name)
+    )
+    return [(f, e) for f, e in rows]
+
+
+def lock_folder(session: Session, folder_id: int) -> MailFolder:
+    """
+    The folder row, locked for the rest of the transaction (PostgreSQL's
+    C{FOR UPDATE}; SQLite's single writer serialises anyway) so that two
+    deliveries never take the same UID.
+    """
+    folder = session.scalar(select(MailFolder).where(MailFolder.id == folder_id).with_for_update())
+    if folder is None:
+        raise LookupError(f"folder {folder_id} vanished")
+    return folder
+
+
+def mailbox_usage(session: Session, user_id: int) -> int:
+    """Bytes of mail the user stores, over all folders."""
+    total = session.scalar(
+        select(func.coalesce(func.sum(Message.size), 0))
+        .join(MailFolder, Message.folder_id == MailFolder.id)
+        .where(MailFolder.user_id == user_id)
+    )
+    return int(total or 0)
+
+
+def add_message(
+    session: Session,
+    folder_id: int,
+    *,
+    filename: str,
+    path: str,
+    size: int,
+    internal_date: datetime.datetime,
+    envelope: Envelope,
+    flags: dict[str, bool] | None = None,
+    keywords: str = "",
+) -> Message:
+    """Index one message in the folder; allocates its UID and modseq."""
+    folder = lock_folder(session, folder_id)
+    uid = folder.uidnext
+    modseq = folder.highest_modseq + 1
+    session.execute(
+        update(MailFolder)
+        .where(MailFolder.id == folder_id)
+        .values(uidnext=uid + 1, highest_modseq=modseq)
+    )
+    flags = flags or {}
+    message = Message(
+        folder_id=folder_id,
+        uid=uid,
+        filename=filename,
+        path=path,
+        size=size,
+        internal_date=internal_date,
+        modseq=modseq,
+        seen=flags.get("seen", False),
+        answered=flags.get("answered", False),
+        flagged=flags.get("flagged", False),
+        deleted=flags.get("deleted", False),
+        draft=flags.get("draft", False),
+        keywords=keywords,
+        date=envelope.date,
+        subject=envelope.subject,
+        from_=envelope.from_,
+        sender=envelope.sender,
+        reply_to=envelope.reply_to,
+        to=envelope.to,
+        cc=envelope.cc,
+        bcc=envelope.bcc,
+        message_id=envelope.message_id,
+        in_reply_to=envelope.in_reply_to,
+        references=envelope.references,
+    )
+    session.add(message)
+    session.flush()
+    # The folder object in this session is stale after the UPDATE.
+    session.expire(folder)
+    return message
+
+
+def messages_in(session: Session, folder_id: int) -> list[Message]:
+    return list(
+        session.scalars(select(Message).where(Message.folder_id == folder_id).order_by(Message.uid))
+    )
+
+
+def get_message(session: Session, folder_id: int, uid: int) -> Message | None:
+    return session.scalar(select(Message).where(Message.folder_id == folder_id, Message.uid == uid))

@@ -1,0 +1,212 @@
+"""
+The database schema, as SQLAlchemy 2.x declarative models.
+
+Every change here needs an alembic revision in ``migrations/versions``; a
+test compares these models with the newest migration.  Types stay portable
+(SQLite and PostgreSQL): no JSON operators, no arrays, times in UTC.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime.datetime]):
+    """
+    A timestamp stored as UTC and always read back timezone-aware (SQLite
+    has no time zones; PostgreSQL gets C{timestamp with time zone}).
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(
+        self, value: datetime.datetime | None, dialect: Dialect
+    ) -> datetime.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(datetime.UTC)
+
+    def process_result_value(
+        self, value: datetime.datetime | None, dialect: Dialect
+    ) -> datetime.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=datetime.UTC)
+        return value.astimezone(datetime.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Domain(Base):
+    """A mail domain served locally."""
+
+    __tablename__ = "domains"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: Lower-case, IDNA (A-label) form.
+    name: Mapped[str] = mapped_column(String(253), unique=True)
+    created: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class User(Base):
+    """An account: a mailbox, calendars, contacts, chat identity."""
+
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("domain_id", "local_part"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id", ondelete="RESTRICT"))
+    #: Lower-case local part; C{email} is C{local_part@domain} and unique.
+    local_part: Mapped[str] = mapped_column(String(64))
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    #: Argon2id PHC string.
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Bytes of mail allowed; L{None} means no limit.
+    quota_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    created: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    domain: Mapped[Domain] = relationship()
+
+
+class Alias(Base):
+    """
+    An address delivered elsewhere: C{source} is C{local@domain} or, for a
+    catch-all, C{@domain}; C{target} is one address, local or not.
+    """
+
+    __tablename__ = "aliases"
+    __table_args__ = (UniqueConstraint("source", "target"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(320), index=True)
+    target: Mapped[str] = mapped_column(String(320))
+    created: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AppPassword(Base):
+    """A password for one IMAP/SMTP/DAV client, revocable on its own."""
+
+    __tablename__ = "app_passwords"
+    __table_args__ = (UniqueConstraint("user_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    #: SHA-256 hex of the generated secret (high-entropy, so no slow hash needed).
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class APIToken(Base):
+    """A bearer token for the MCP endpoint and other API clients."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (UniqueConstraint("user_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    #: SHA-256 hex of the token.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class MailFolder(Base):
+    """One IMAP mailbox of a user, backed by one Maildir++ folder."""
+
+    __tablename__ = "mail_folders"
+    __table_args__ = (UniqueConstraint("user_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    #: The IMAP name, "/"-separated hierarchy, C{INBOX} for the inbox.
+    name: Mapped[str] = mapped_column(String(255))
+    #: RFC 6154 attribute such as C{\\Sent}, or L{None}.
+    special_use: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uidnext: Mapped[int] = mapped_column(BigInteger, default=1)
+    highest_modseq: Mapped[int] = mapped_column(BigInteger, default=1)
+    subscribed: Mapped[bool] = mapped_column(Boolean, default=True)
+    created: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Message(Base):
+    """
+    The index entry of one stored message: where its file is, its flags,
+    and the parsed envelope, so that listing and header search never open
+    the file.
+    """
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("folder_id", "uid"),
+        Index("ix_messages_folder_id_internal_date", "folder_id", "internal_date"),
+        Index("ix_messages_message_id", "message_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    folder_id: Mapped[int] = mapped_column(ForeignKey("mail_folders.id", ondelete="CASCADE"))
+    uid: Mapped[int] = mapped_column(BigInteger)
+    #: Maildir unique name (without the C{:2,} info suffix).
+    filename: Mapped[str] = mapped_column(String(255))
+    #: Path of the file relative to the folder's Maildir, e.g. C{new/NAME}.
+    path: Mapped[str] = mapped_column(String(300))
+    size: Mapped[int] = mapped_column(BigInteger)
+    internal_date: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
+    modseq: Mapped[int] = mapped_column(BigInteger, default=1)
+    seen: Mapped[bool] = mapped_column(Boolean, default=False)
+    answered: Mapped[bool] = mapped_column(Boolean, default=False)
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    draft: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Space-separated IMAP keywords (C{$Junk}, C{$Forwarded}, user words).
+    keywords: Mapped[str] = mapped_column(Text, default="")
+    # The envelope, decoded to text (RFC 2047), for listing and search.
+    date: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    from_: Mapped[str] = mapped_column("from_addr", Text, default="")
+    sender: Mapped[str] = mapped_column(Text, default="")
+    reply_to: Mapped[str] = mapped_column(Text, default="")
+    to: Mapped[str] = mapped_column("to_addr", Text, default="")
+    cc: Mapped[str] = mapped_column("cc_addr", Text, default="")
+    bcc: Mapped[str] = mapped_column("bcc_addr", Text, default="")
+    message_id: Mapped[str] = mapped_column(Text, default="")
+    in_reply_to: Mapped[str] = mapped_column(Text, default="")
+    references: Mapped[str] = mapped_column(Text, default="")

@@ -34,7 +34,8 @@ T = TypeVar("T")
 # RFC 5321 4.5.3.1: local part 64 octets, domain 255, path 256 with brackets.
 MAX_LOCAL_PART = 64
 MAX_ADDRESS = 254
-_ATEXT = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+# Used with fullmatch: "$" alone would accept a trailing newline.
+_ATEXT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 
 
 class InvalidAddress(AccountError):
@@ -67,7 +68,7 @@ def normalize_address(address: str) -> str:
         raise InvalidAddress(f"{address!r} is not an email address")
     if len(local.encode("utf-8")) > MAX_LOCAL_PART:
         raise InvalidAddress(f"{address!r}: the local part is longer than 64 octets")
-    if not _ATEXT.match(local):
+    if not _ATEXT.fullmatch(local):
         raise InvalidAddress(f"{address!r}: the local part has characters gk does not accept")
     result = f"{local.lower()}@{normalize_domain(domain)}"
     if len(result) > MAX_ADDRESS:
@@ -244,7 +245,22 @@ class AccountService(Service):
         normalized = normalize_address(address)
         return await self.db.read(lambda s: self._resolve(s, normalized))
 
-    def _resolve(self, session: Session, address: str) -> Resolution:
+    async def may_send_as(self, account: Account, address: str) -> bool:
+        """
+        Whether C{account} may use C{address} as its sender: its own
+        address, C{own+tag@}, or an alias that leads to it.  A catch-all
+        does not count, or its target could send as anyone in the domain.
+        """
+        try:
+            normalized = normalize_address(address)
+        except InvalidAddress:
+            return False
+        if normalized == account.email:
+            return True
+        resolution = await self.db.read(lambda s: self._resolve(s, normalized, catch_all=False))
+        return any(owner.id == account.id for owner in resolution.local)
+
+    def _resolve(self, session: Session, address: str, catch_all: bool = True) -> Resolution:
         local: dict[int, Account] = {}
         remote: list[str] = []
         seen: set[str] = set()
@@ -254,7 +270,7 @@ class AccountService(Service):
             if current in seen or depth > self.MAX_ALIAS_DEPTH:
                 continue
             seen.add(current)
-            targets = self._expand(session, current)
+            targets = self._expand(session, current, catch_all)
             if targets is None:
                 continue
             for kind, value in targets:
@@ -269,7 +285,9 @@ class AccountService(Service):
         return Resolution(tuple(local.values()), tuple(dict.fromkeys(remote)))
 
     @staticmethod
-    def _expand(session: Session, address: str) -> list[tuple[str, str]] | None:
+    def _expand(
+        session: Session, address: str, catch_all: bool = True
+    ) -> list[tuple[str, str]] | None:
         """One step of resolution: C{("user"|"alias"|"remote", address)} pairs."""
         local_part, _, domain = address.rpartition("@")
         if not store.domain_exists(session, domain):
@@ -282,9 +300,8 @@ class AccountService(Service):
         base, plus, _tag = local_part.partition("+")
         if plus and base:
             return [("alias", f"{base}@{domain}")]
-        catch_all = store.alias_targets(session, f"@{domain}")
         if catch_all:
-            return [("alias", t) for t in catch_all]
+            return [("alias", t) for t in store.alias_targets(session, f"@{domain}")] or None
         return None
 
     # -- app passwords and tokens ---------------------------------------------
@@ -337,6 +354,10 @@ def check_password_strength(password: str) -> None:
         raise AccountError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
     if password != password.strip() or any(ord(c) < 0x20 for c in password):
         raise AccountError("the password must not have control characters or outer spaces")
+    try:
+        password.encode("utf-8")
+    except UnicodeEncodeError:
+        raise AccountError("the password is not valid Unicode text") from None
 
 
 def check_name(name: str) -> str:

@@ -91,6 +91,7 @@ class _Entry:
     kind: type[Event]
     callback: Callable[[Any], object]
     user_id: int | None
+    active: bool = True
 
 
 class EventBus:
@@ -116,13 +117,15 @@ class EventBus:
         return Subscription(self, entry)
 
     def _remove(self, entry: _Entry) -> None:
+        # Also seen by a publish() already iterating over its copy.
+        entry.active = False
         if entry in self._entries:
             self._entries.remove(entry)
 
     def publish(self, event: Event) -> None:
         # Iterate over a copy: a subscriber may cancel itself or subscribe.
         for entry in list(self._entries):
-            if not isinstance(event, entry.kind):
+            if not entry.active or not isinstance(event, entry.kind):
                 continue
             if entry.user_id is not None and entry.user_id != event.user_id:
                 continue

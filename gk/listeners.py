@@ -11,11 +11,17 @@ from twisted.application.service import Service
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IReactorCore
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
+from gk.errors import GkError
 from gk.tls import ServerTLS
+
+
+class ListenError(GkError):
+    """A configured endpoint cannot be bound (port in use, no permission...)."""
 
 
 def check_endpoint(description: str) -> None:
@@ -95,6 +101,14 @@ class ListenerService(Service):
         d = serverFromString(self.reactor, self.description).listen(self.factory)
         d.addCallbacks(self._bound, failures.append)
         if failures:
+            error = failures[0].value
+            if isinstance(error, CannotListenError):
+                reason = error.socketError
+                detail = getattr(reason, "strerror", None) or str(reason)
+                key = "tls_listen" if self.implicit_tls else "listen"
+                raise ListenError(
+                    f"[{self.role}] {key}: cannot listen on {self.description!r}: {detail}"
+                ) from None
             failures[0].raiseException()
 
     def _bound(self, port: IListeningPort) -> None:

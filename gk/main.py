@@ -5,11 +5,12 @@ from __future__ import annotations
 import sys
 from typing import NoReturn
 
-from twisted.application.service import IService
+from twisted.application.service import IService, IServiceCollection
 
 from gk.app import GkApp
 from gk.config import load_config
 from gk.errors import GkError
+from gk.listeners import ListenerService
 from gk.service import make_service
 
 
@@ -30,9 +31,28 @@ def service_from_options(config_path: str | None) -> IService:
         app.prepare()
         if any(tls for _role, _desc, tls in config.listeners()):
             app.tls  # noqa: B018 - load now so a bad certificate stops the start
-        return make_service(app)
+        service = make_service(app)
+        bind_listeners(service)
+        return service
     except GkError as e:
         fail(str(e))
+
+
+def bind_listeners(service: IService) -> None:
+    """
+    Bind every listener of the tree now, while twistd has not yet taken
+    over stderr: a port in use then stops the start with one line, like a
+    bad config.  twistd's own C{privilegedStartService} finds them bound;
+    this still runs with the privileges twistd was started with.
+
+    @raise gk.listeners.ListenError: an endpoint cannot be bound.
+    """
+    if isinstance(service, ListenerService):
+        service.privilegedStartService()
+    collection = IServiceCollection(service, None)
+    if collection is not None:
+        for child in collection:
+            bind_listeners(child)
 
 
 def fail(message: str) -> NoReturn:

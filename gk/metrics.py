@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Info, generate_
 from prometheus_client.process_collector import ProcessCollector
 
 import gk
+from gk.security.events import security_events_counter
 
 
 class Metrics:
@@ -27,6 +28,7 @@ class Metrics:
             ["protocol", "outcome"],
             registry=self.registry,
         )
+        self.security_events = security_events_counter(self.registry)
         self.deliveries = Counter(
             "gk_mail_deliveries",
             "Messages stored in a local mailbox",

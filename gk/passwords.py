@@ -32,14 +32,16 @@ def verify_password(password_hash: str, password: str) -> bool:
     """Whether C{password} matches; a malformed hash never matches."""
     try:
         return _hasher.verify(password_hash, password)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
+    except (VerifyMismatchError, VerificationError, InvalidHashError, UnicodeError):
+        # UnicodeError: a non-ASCII hash, or a password that is not valid
+        # Unicode text (a lone surrogate, e.g. from JSON "\ud800").
         return False
 
 
 def needs_rehash(password_hash: str) -> bool:
     try:
         return _hasher.check_needs_rehash(password_hash)
-    except InvalidHashError:
+    except (InvalidHashError, UnicodeError):
         return True
 
 
@@ -57,7 +59,8 @@ def generate_token(prefix: str = "gk_") -> str:
 
 def secret_digest(secret: str) -> str:
     """The lookup hash of a generated secret (app password or token)."""
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+    # surrogatepass: any str has a digest (generated secrets are ASCII anyway).
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def digests_equal(a: str, b: str) -> bool:

@@ -116,6 +116,11 @@ class GkService(MultiService):
         for listener in self.listeners:
             if listener.bound is not None:
                 self.app.metrics.listeners.labels(role=listener.role).inc()
+        # Once the reactor runs, signals are handled: the right moment to
+        # tell operators and scripts that the process is up.
+        self.app.reactor.callWhenRunning(
+            self.log.info, "gk started: {count} listener(s)", count=len(self.listeners)
+        )
 
     def stopService(self) -> Any:
         self.log.info("gk stopping: closing listeners, then storage")

@@ -14,9 +14,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
-from OpenSSL import SSL, crypto
+from OpenSSL import SSL
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
-from twisted.internet.ssl import CertificateOptions, TLSVersion
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -65,10 +64,15 @@ def write_self_signed(cert_path: Path, key_path: Path, hostname: str, days: int 
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
-def load_certificate_options(cert_path: Path, key_path: Path) -> CertificateOptions:
+#: TLS 1.2 suites: forward secrecy and AEAD only (TLS 1.3 suites are all fine).
+TLS12_CIPHERS = b"ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!eNULL:!DSS"
+_OLD_PROTOCOLS = SSL.OP_NO_SSLv2 | SSL.OP_NO_SSLv3 | SSL.OP_NO_TLSv1 | SSL.OP_NO_TLSv1_1
+
+
+def load_server_context(cert_path: Path, key_path: Path) -> SSL.Context:
     """
-    Read a PEM chain and key into server options refusing anything older
-    than TLS 1.2.
+    Read a PEM chain and key into a server context that refuses anything
+    older than TLS 1.2, compression and client-initiated renegotiation.
 
     @raise TLSError: a file is missing or unreadable, or key and chain do not match.
     """
@@ -78,25 +82,30 @@ def load_certificate_options(cert_path: Path, key_path: Path) -> CertificateOpti
     except OSError as e:
         raise TLSError(f"cannot read TLS certificate or key: {e}") from None
     try:
-        certs = [
-            crypto.X509.from_cryptography(c) for c in x509.load_pem_x509_certificates(chain_pem)
-        ]
-        key = crypto.PKey.from_cryptography_key(
-            serialization.load_pem_private_key(key_pem, password=None)  # type: ignore[arg-type]
-        )
+        certs = x509.load_pem_x509_certificates(chain_pem)
+        key = serialization.load_pem_private_key(key_pem, password=None)
     except (ValueError, TypeError) as e:
         raise TLSError(f"cannot load TLS certificate {cert_path} or key {key_path}: {e}") from None
-    options = CertificateOptions(
-        privateKey=key,
-        certificate=certs[0],
-        extraCertChain=certs[1:],
-        raiseMinimumTo=TLSVersion.TLSv1_2,
+    context = SSL.Context(SSL.TLS_SERVER_METHOD)
+    context.set_min_proto_version(SSL.TLS1_2_VERSION)
+    context.set_options(
+        _OLD_PROTOCOLS
+        | SSL.OP_NO_COMPRESSION
+        | SSL.OP_CIPHER_SERVER_PREFERENCE
+        | SSL.OP_NO_RENEGOTIATION
     )
+    context.set_cipher_list(TLS12_CIPHERS)
+    # Session resumption within this process; the id names the application.
+    context.set_session_id(b"gk")
     try:
-        options.getContext()
-    except SSL.Error as e:
+        context.use_certificate(certs[0])
+        for extra in certs[1:]:
+            context.add_extra_chain_cert(extra)
+        context.use_privatekey(key)  # type: ignore[arg-type]
+        context.check_privatekey()
+    except (SSL.Error, TypeError) as e:
         raise TLSError(f"TLS key {key_path} does not match certificate {cert_path}: {e}") from None
-    return options
+    return context
 
 
 @implementer(IOpenSSLServerConnectionCreator)
@@ -114,7 +123,7 @@ class ServerTLS:
     def __init__(self, cert_path: Path, key_path: Path) -> None:
         self.cert_path = cert_path
         self.key_path = key_path
-        self._options = load_certificate_options(cert_path, key_path)
+        self._context = load_server_context(cert_path, key_path)
 
     def reload(self) -> bool:
         """
@@ -124,7 +133,7 @@ class ServerTLS:
             certificate stays in use and the reason is logged.
         """
         try:
-            self._options = load_certificate_options(self.cert_path, self.key_path)
+            self._context = load_server_context(self.cert_path, self.key_path)
         except TLSError as e:
             self.log.error("TLS reload failed, keeping the previous certificate: {error}", error=e)
             return False
@@ -132,8 +141,8 @@ class ServerTLS:
         return True
 
     def serverConnectionForTLS(self, tlsProtocol: object) -> SSL.Connection:
-        return self._options.serverConnectionForTLS(tlsProtocol)  # type: ignore[arg-type]
+        return SSL.Connection(self._context, None)
 
     def getContext(self) -> SSL.Context:
         """The current context, for APIs that still take an old-style factory."""
-        return self._options.getContext()
+        return self._context

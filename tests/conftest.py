@@ -48,6 +48,32 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield from _postgres_schema_url()
 
 
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """An empty SQLite database, for checks of SQLite-only settings."""
+    return f"sqlite:///{tmp_path / 'gk.sqlite3'}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "postgresql: needs a PostgreSQL server (GK_TEST_DATABASE_URL)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """
+    Without GK_TEST_DATABASE_URL the PostgreSQL-only tests are deselected
+    (reported as such), not skipped: `make test` sets the variable whenever
+    a server answers, so on CI they always run.
+    """
+    if POSTGRES_URL:
+        return
+    selected = [item for item in items if item.get_closest_marker("postgresql") is None]
+    if len(selected) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in selected])
+        items[:] = selected
+
+
 ConfigWriter = Callable[..., Path]
 
 
@@ -110,4 +136,3 @@ async def app(config: Config) -> AsyncIterator[GkApp]:
         gk_app.accounts.stopService()
         gk_app.db.stopService()
         gk_app.db.dispose()
-

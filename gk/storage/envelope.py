@@ -14,6 +14,7 @@ import datetime
 import email.errors
 import email.header
 import email.utils
+import re
 from dataclasses import dataclass, field
 from email.message import Message
 from email.parser import BytesHeaderParser
@@ -55,26 +56,78 @@ def decode_text(value: object) -> str:
         return ""
     value = str(value)
     try:
-        decoded = str(email.header.make_header(email.header.decode_header(value)))
+        parts = email.header.decode_header(value)
     except (UnicodeError, LookupError, ValueError, email.errors.HeaderParseError):
-        decoded = value
+        parts = [(value, None)]
+    decoded = "".join(_decode_part(part, charset) for part, charset in parts)
     return " ".join(decoded.split())
 
 
+def _decode_part(part: str | bytes, charset: str | None) -> str:
+    if isinstance(part, str):
+        return part
+    if charset is None:
+        # decode_header's encoding of the text between encoded-words.
+        try:
+            return part.decode("raw-unicode-escape")
+        except UnicodeDecodeError:
+            return part.decode("latin-1")
+    try:
+        return part.decode(charset, errors="replace")
+    except LookupError:
+        return part.decode("utf-8", errors="replace")
+
+
+def _text(raw: str) -> str:
+    """
+    A header value as the bytes parser keeps it (8-bit bytes as surrogate
+    escapes) as text: UTF-8 (RFC 6532), else Latin-1.
+    """
+    try:
+        raw.encode("ascii")
+    except UnicodeEncodeError:
+        data = raw.encode("utf-8", "surrogateescape")
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return data.decode("latin-1")
+    return raw
+
+
+def _get_all(msg: Message, name: str) -> list[str]:
+    name = name.lower()
+    return [_text(str(v)) for k, v in msg.raw_items() if k.lower() == name]
+
+
+def _get(msg: Message, name: str) -> str | None:
+    values = _get_all(msg, name)
+    return values[0] if values else None
+
+
+_SPECIALS = re.compile(r'[][\\()<>@,:;".]')
+
+
+def _format_address(display: str, addr: str) -> str:
+    """C{display <addr>} as text (unlike formataddr, no RFC 2047 re-encoding)."""
+    if _SPECIALS.search(display):
+        display = '"' + display.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"{display} <{addr}>"
+
+
 def _addresses(msg: Message, name: str) -> str:
-    values = msg.get_all(name) or []
+    values = _get_all(msg, name)
     if not values:
         return ""
     try:
-        pairs = email.utils.getaddresses([str(v) for v in values])
+        pairs = email.utils.getaddresses(values)
     except (ValueError, IndexError):
-        return decode_text(", ".join(str(v) for v in values))
+        return decode_text(", ".join(values))
     out = []
     for display, addr in pairs:
         display = decode_text(display)
         if not addr and not display:
             continue
-        out.append(email.utils.formataddr((display, addr)) if display else addr)
+        out.append(_format_address(display, addr) if display else addr)
     return ", ".join(out)
 
 
@@ -102,15 +155,15 @@ def parse_envelope(data: bytes) -> Envelope:
     """Parse the envelope of the message C{data} (whole or header block)."""
     msg = BytesHeaderParser(policy=compat32).parsebytes(header_block(data))
     return Envelope(
-        date=_date(msg.get("Date")),
-        subject=decode_text(msg.get("Subject")),
+        date=_date(_get(msg, "Date")),
+        subject=decode_text(_get(msg, "Subject")),
         from_=_addresses(msg, "From"),
         sender=_addresses(msg, "Sender"),
         reply_to=_addresses(msg, "Reply-To"),
         to=_addresses(msg, "To"),
         cc=_addresses(msg, "Cc"),
         bcc=_addresses(msg, "Bcc"),
-        message_id=_ids(msg.get("Message-ID")),
-        in_reply_to=_ids(msg.get("In-Reply-To")),
-        references=_ids(msg.get("References")),
+        message_id=_ids(_get(msg, "Message-ID")),
+        in_reply_to=_ids(_get(msg, "In-Reply-To")),
+        references=_ids(_get(msg, "References")),
     )

@@ -88,7 +88,16 @@ def lock_folder(session: Session, folder_id: int) -> MailFolder:
     C{FOR UPDATE}; SQLite's single writer serialises anyway) so that two
     deliveries never take the same UID.
     """
-    folder = session.scalar(select(MailFolder).where(MailFolder.id == folder_id).with_for_update())
+    # populate_existing: the folder may already be in the session's identity
+    # map (loaded before the lock was taken); without it the locked SELECT
+    # would hand back that stale object and two deliveries could read the
+    # same uidnext on PostgreSQL.
+    folder = session.scalar(
+        select(MailFolder)
+        .where(MailFolder.id == folder_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     if folder is None:
         raise LookupError(f"folder {folder_id} vanished")
     return folder

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThread
@@ -37,7 +37,7 @@ from gk.storage import mail_index, maildir
 from gk.storage.accounts import Account
 from gk.storage.database import Database
 from gk.storage.envelope import parse_envelope
-from gk.storage.models import MailFolder, Message
+from gk.storage.models import MailFolder, Message, User
 
 #: A file in tmp/ with no index row older than this is a dead delivery.
 STALE_TMP_SECONDS = 3600
@@ -125,7 +125,12 @@ class MailStore:
         root = self.user_root(email)
         if not root.exists():
             return None
-        target = self.mail_root / ".deleted" / root.parent.name / f"{root.name}.{int(time.time())}"
+        base = self.mail_root / ".deleted" / root.parent.name / f"{root.name}.{int(time.time())}"
+        target, n = base, 0
+        while target.exists():
+            # The same address deleted twice within a second.
+            n += 1
+            target = base.with_name(f"{base.name}.{n}")
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.rename(root, target)
         return target
@@ -150,7 +155,17 @@ class MailStore:
         @raise NoSuchFolder: the folder does not exist.
         """
         path = self.folder_path(account.email, folder)
-        tmp = await self._in_thread(self._write_tmp, path, data)
+        tmp = await self._in_thread(self._write_tmp, path, data, False)
+        if tmp is None:
+            # Not on disk.  A folder the index knows (created but not yet on
+            # disk, or removed by an operator) is recreated rather than the
+            # message lost; an unknown name must not leave a directory behind.
+            def known(session: Session) -> bool:
+                return mail_index.get_folder(session, account.id, folder) is not None
+
+            if not await self.db.read(known):
+                raise NoSuchFolder(f"{account.email} has no folder {folder!r}")
+            tmp = await self._in_thread(self._write_tmp, path, data, True)
         try:
             when = internal_date or datetime.datetime.now(datetime.UTC)
             envelope = parse_envelope(data)
@@ -160,6 +175,9 @@ class MailStore:
                 if row is None:
                     raise NoSuchFolder(f"{account.email} has no folder {folder!r}")
                 if check_quota and account.quota_bytes is not None:
+                    # Lock the user first: on PostgreSQL concurrent deliveries
+                    # would otherwise all fit in the same remaining space.
+                    session.execute(select(User.id).where(User.id == account.id).with_for_update())
                     used = mail_index.mailbox_usage(session, account.id)
                     if used + tmp.size > account.quota_bytes:
                         raise QuotaExceeded(f"{account.email} is over quota")
@@ -192,12 +210,17 @@ class MailStore:
         return StoredMessage(account.id, folder, uid, uidvalidity, tmp.size, path / relative)
 
     @staticmethod
-    def _write_tmp(folder: Path, data: bytes) -> maildir.TmpFile:
+    def _write_tmp(folder: Path, data: bytes, create: bool) -> maildir.TmpFile | None:
+        """The written tmp file, or L{None} if the folder is not on disk and not C{create}."""
         if not (folder / "tmp").is_dir():
-            # A folder created by the index but not yet on disk (or an
-            # operator removed it): recreate rather than lose the message.
+            if not create:
+                return None
             maildir.ensure_maildir(folder)
         return maildir.write_tmp(folder, data)
+
+    async def usage(self, account: Account) -> int:
+        """Bytes of mail C{account} stores, over all folders."""
+        return await self.db.read(lambda s: mail_index.mailbox_usage(s, account.id))
 
     async def read(self, account: Account, folder: str, uid: int) -> bytes:
         """The stored bytes of one message, exactly as delivered."""

@@ -14,10 +14,13 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from gk.storage.database import DatabaseError
+
+#: PostgreSQL advisory lock held while migrating ("gk" in ASCII).
+_LOCK_KEY = 0x676B
 
 
 def migrations_dir() -> Path:
@@ -64,6 +67,10 @@ def upgrade(engine: Engine) -> bool:
             return False
         config = alembic_config(engine)
         with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Two processes starting on a fresh shared database: the
+                # second waits here, then alembic finds the schema current.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
     except SQLAlchemyError as e:

@@ -86,7 +86,9 @@ class User(Base):
     """An account: a mailbox, calendars, contacts, chat identity."""
 
     __tablename__ = "users"
-    __table_args__ = (UniqueConstraint("domain_id", "local_part"),)
+    # AUTOINCREMENT: SQLite would otherwise give a deleted user's id to the
+    # next new user, who would inherit whatever still refers to that id.
+    __table_args__ = (UniqueConstraint("domain_id", "local_part"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id", ondelete="RESTRICT"))
@@ -152,7 +154,7 @@ class MailFolder(Base):
     """One IMAP mailbox of a user, backed by one Maildir++ folder."""
 
     __tablename__ = "mail_folders"
-    __table_args__ = (UniqueConstraint("user_id", "name"),)
+    __table_args__ = (UniqueConstraint("user_id", "name"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from twisted.web import http
-from twisted.web.resource import Resource
+from twisted.web import http, pages
+from twisted.web.resource import IResource, Resource
 from twisted.web.server import Site
 
 from gk.listeners import BoundListener
@@ -31,12 +31,19 @@ class GkSite(Site):
         self.metrics.http_requests.labels(status=f"{request.code // 100}xx").inc()
 
 
+class RootResource(Resource):
+    """The root: unknown paths get an escaped 404 page."""
+
+    def getChild(self, path: bytes, request: http.Request) -> IResource:
+        return pages.notFound()
+
+
 def build_site(
     db: Database,
     metrics: Metrics,
     listeners: Callable[[], list[tuple[str, str, bool, BoundListener | None]]],
 ) -> GkSite:
-    root = Resource()
+    root = RootResource()
     root.putChild(b"health", HealthResource())
     root.putChild(b"ready", ReadyResource(db, listeners))
     root.putChild(b"metrics", MetricsResource(metrics))

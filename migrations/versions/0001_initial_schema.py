@@ -59,6 +59,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
         sa.UniqueConstraint("domain_id", "local_part", name=op.f("uq_users_domain_id")),
         sa.UniqueConstraint("email", name=op.f("uq_users_email")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "api_tokens",
@@ -118,6 +119,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_mail_folders")),
         sa.UniqueConstraint("user_id", "name", name=op.f("uq_mail_folders_user_id")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "messages",

@@ -19,7 +19,11 @@ from gk.accounts import AccountService, normalize_domain
 from gk.config import Config
 from gk.errors import GkError
 from gk.events import EventBus
+from gk.mailauth import MailAuthenticator
 from gk.metrics import Metrics
+from gk.queue import DeliveryQueue
+from gk.security.events import SecurityEvents
+from gk.security.service import Security
 from gk.storage import accounts as account_store
 from gk.storage import migrate
 from gk.storage.database import Database
@@ -36,6 +40,9 @@ class GkApp:
     mailstore: MailStore
     accounts: AccountService
     metrics: Metrics
+    queue: DeliveryQueue
+    security: Security
+    mailauth: MailAuthenticator
     _tls: ServerTLS | None = field(default=None, repr=False)
 
     log = Logger()
@@ -46,7 +53,17 @@ class GkApp:
         events = EventBus()
         mailstore = MailStore(db, config.mail_dir, events, reactor)
         accounts = AccountService(db, mailstore, reactor)
-        return cls(config, reactor, db, events, mailstore, accounts, Metrics())
+        metrics = Metrics()
+        queue = DeliveryQueue(db, config.spool_dir)
+        security = Security(
+            config.security,
+            reactor,
+            SecurityEvents(reactor, metrics.security_events, metrics.auth_attempts),
+        )
+        mailauth = MailAuthenticator(config.dns, config.server.hostname, reactor)
+        return cls(
+            config, reactor, db, events, mailstore, accounts, metrics, queue, security, mailauth
+        )
 
     @property
     def tls(self) -> ServerTLS:
@@ -67,7 +84,7 @@ class GkApp:
 
         @raise gk.errors.GkError: any of it failed; the message says what.
         """
-        for path in (self.config.server.data_dir, self.config.mail_dir):
+        for path in (self.config.server.data_dir, self.config.mail_dir, self.config.spool_dir):
             try:
                 path.mkdir(mode=0o700, parents=True, exist_ok=True)
             except OSError as e:
@@ -80,6 +97,9 @@ class GkApp:
         self.ensure_config_domains()
         if not repair:
             return None
+        removed = self.queue.clean_spool()
+        if removed:
+            self.log.warn("removed {count} dead spool file(s)", count=removed)
         return self.mailstore.repair()
 
     def ensure_config_domains(self) -> None:

@@ -25,6 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from gk.errors import GkError
+from gk.security.policy import SecurityPolicy
 
 ENV_PREFIX = "GK_"
 
@@ -122,6 +123,7 @@ class Config:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     assistant: AssistantConfig = field(default_factory=AssistantConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    security: SecurityPolicy = field(default_factory=SecurityPolicy)
     path: Path | None = None
 
     @property
@@ -139,6 +141,10 @@ class Config:
     @property
     def mail_dir(self) -> Path:
         return self.server.data_dir / "mail"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.server.data_dir / "spool"
 
     def listeners(self) -> list[tuple[str, str, bool]]:
         """
@@ -161,7 +167,7 @@ _SECTIONS: dict[str, type[Any]] = {
 
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
-    if origin is list:
+    if origin in (list, tuple):
         return "a list of strings"
     if tp is Path or tp == (Path | None):
         return "a path"
@@ -178,10 +184,10 @@ def _coerce(where: str, tp: Any, value: Any, base: Path) -> Any:
             return None
         (tp,) = [a for a in typing.get_args(tp) if a is not type(None)]
         origin = typing.get_origin(tp)
-    if origin is list:
+    if origin in (list, tuple):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{where} must be {_type_name(tp)}")
-        return list(value)
+        return list(value) if origin is list else tuple(value)
     if tp is Path:
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{where} must be {_type_name(tp)}")
@@ -202,7 +208,7 @@ def _parse_env_value(tp: Any, raw: str) -> Any:
     or a comma-separated list; every other type takes a TOML value, with a
     bare word falling back to a string.
     """
-    if typing.get_origin(tp) is list:
+    if typing.get_origin(tp) in (list, tuple):
         text = raw.strip()
         if text.startswith("["):
             return _toml_value(text)
@@ -261,7 +267,11 @@ def build_config(raw: dict[str, Any], base: Path, path: Path | None = None) -> C
             if key not in hints:
                 raise ConfigError(f"unknown key {key!r} in [{name}]")
             kwargs[key] = _coerce(f"[{name}] {key}", hints[key], item, base)
-        sections[name] = section_type(**kwargs)
+        try:
+            sections[name] = section_type(**kwargs)
+        except ValueError as e:
+            # Sections that check their own ranges (e.g. [security]).
+            raise ConfigError(f"[{name}] {e}") from None
     config = Config(**sections, path=path)
     config = dataclasses.replace(
         config, database=DatabaseConfig(url=_resolve_database_url(config.database_url, base))

@@ -2,10 +2,11 @@
 The service tree that C{twistd -n gk} runs.
 
 Children start in order and stop in reverse: the database first (so it
-stops last, after every listener has drained), then the account service,
-then one L{ListenerService} per configured endpoint, then the SIGHUP
-handler.  A role whose protocol this version does not serve yet is logged
-and skipped rather than bound to nothing.
+stops last, after every listener has drained), then the account, security
+and mail-authentication services, then one L{ListenerService} per
+configured endpoint, then the SIGHUP handler.  A role whose protocol this
+version does not serve yet is logged and skipped rather than bound to
+nothing.
 """
 
 from __future__ import annotations
@@ -24,17 +25,54 @@ from gk.app import GkApp
 from gk.events import MailDelivered
 from gk.listeners import BoundListener, ListenerService
 from gk.logging import make_observer
+from gk.smtp.policies import MXPolicy, SubmissionPolicy
+from gk.smtp.protocol import SMTPFactory
+from gk.smtp.session import Limits
 from gk.web.site import build_site
 
-#: Role -> builder of the protocol factory for that role's listeners.
-ProtocolBuilder = Callable[[GkApp, "GkService"], IProtocolFactory]
+#: Role -> builder of the protocol factory for one of that role's
+#: listeners (the flag: implicit TLS).
+ProtocolBuilder = Callable[[GkApp, "GkService", bool], IProtocolFactory]
 
 
-def _http_factory(app: GkApp, tree: GkService) -> IProtocolFactory:
+def _http_factory(app: GkApp, tree: GkService, implicit_tls: bool) -> IProtocolFactory:
     return build_site(app.db, app.metrics, tree.listener_status)
 
 
-PROTOCOLS: dict[str, ProtocolBuilder] = {"http": _http_factory}
+def _smtp_limits(app: GkApp) -> Limits:
+    return Limits(app.config.smtp.max_message_size, app.config.smtp.max_recipients)
+
+
+def _mx_factory(app: GkApp, tree: GkService, implicit_tls: bool) -> IProtocolFactory:
+    domains = app.config.server.domains
+    policy = MXPolicy(
+        app.config.server.hostname,
+        app.accounts,
+        app.mailstore,
+        app.queue,
+        app.security,
+        postmaster_domain=domains[0] if domains else app.config.server.hostname,
+        authenticator=app.mailauth,
+    )
+    return SMTPFactory(
+        app.config.server.hostname, policy, _smtp_limits(app), app.tls, app.security, implicit_tls
+    )
+
+
+def _submission_factory(app: GkApp, tree: GkService, implicit_tls: bool) -> IProtocolFactory:
+    policy = SubmissionPolicy(
+        app.config.server.hostname, app.accounts, app.mailstore, app.queue, app.security
+    )
+    return SMTPFactory(
+        app.config.server.hostname, policy, _smtp_limits(app), app.tls, app.security, implicit_tls
+    )
+
+
+PROTOCOLS: dict[str, ProtocolBuilder] = {
+    "http": _http_factory,
+    "smtp": _mx_factory,
+    "submission": _submission_factory,
+}
 
 
 class ReloadOnSIGHUP(Service):
@@ -78,6 +116,8 @@ class GkService(MultiService):
         self.listeners: list[ListenerService] = []
         app.db.setServiceParent(self)
         app.accounts.setServiceParent(self)
+        app.security.setServiceParent(self)
+        app.mailauth.setServiceParent(self)
         app.events.subscribe(MailDelivered, lambda _e: app.metrics.deliveries.inc())
         for role, description, implicit_tls in app.config.listeners():
             builder = PROTOCOLS.get(role)
@@ -92,7 +132,7 @@ class GkService(MultiService):
                 app.reactor,
                 role,
                 description,
-                builder(app, self),
+                builder(app, self, implicit_tls),
                 implicit_tls=implicit_tls,
                 server_tls=app.tls if implicit_tls else None,
             )

@@ -212,3 +212,52 @@ class Message(Base):
     message_id: Mapped[str] = mapped_column(Text, default="")
     in_reply_to: Mapped[str] = mapped_column(Text, default="")
     references: Mapped[str] = mapped_column(Text, default="")
+
+
+class QueuedMessage(Base):
+    """
+    A message waiting for delivery to remote recipients.  Its bytes are in
+    the spool file C{data_dir/spool/<queue_id>}; the row exists only once
+    the file is on disk.
+    """
+
+    __tablename__ = "queued_messages"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    queue_id: Mapped[str] = mapped_column(String(32), unique=True)
+    #: The envelope sender; "" for the null reverse-path.
+    sender: Mapped[str] = mapped_column(String(320))
+    #: The local account that submitted it (bounces go to its INBOX), if any.
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    size: Mapped[int] = mapped_column(BigInteger)
+    smtputf8: Mapped[bool] = mapped_column(Boolean, default=False)
+    created: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class QueuedRecipient(Base):
+    """
+    One remote recipient of a queued message and its delivery state:
+    pending, sending, deferred, sent, bounced or failed.
+    """
+
+    __tablename__ = "queued_recipients"
+    __table_args__ = (
+        Index("ix_queued_recipients_state_next_attempt", "state", "next_attempt"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("queued_messages.id", ondelete="CASCADE"), index=True
+    )
+    address: Mapped[str] = mapped_column(String(320))
+    domain: Mapped[str] = mapped_column(String(255), index=True)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_attempt: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    delay_warned: Mapped[bool] = mapped_column(Boolean, default=False)

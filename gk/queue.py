@@ -1,0 +1,123 @@
+"""
+The outbound delivery queue: mail for remote recipients, made durable
+before the submitting client gets its 250.
+
+Order, as for the Maildir store: the message is written to
+C{spool/tmp/}, fsynced and renamed into C{spool/}; then one transaction
+inserts the message row and a row per recipient in state C{pending}.  A
+crash between the two leaves a spool file without a row, removed at start
+once old; a row never exists without its file.  The worker that delivers
+the queue (MX routing, retries, bounces) builds on these rows.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from pathlib import Path
+
+from twisted.internet.threads import deferToThread
+from twisted.logger import Logger
+
+from gk.storage import queue_store
+from gk.storage.database import Database
+from gk.storage.maildir import fsync_dir
+
+
+def new_queue_id() -> str:
+    """A short unique id for logs, Received headers and spool file names."""
+    return secrets.token_hex(8).upper()
+
+
+#: A spool file with no row older than this is a dead enqueue.
+STALE_SPOOL_SECONDS = 3600
+
+
+class DeliveryQueue:
+    """Durable storage of outbound messages (C{data_dir/spool})."""
+
+    log = Logger()
+
+    def __init__(self, db: Database, spool_dir: Path) -> None:
+        self.db = db
+        self.spool_dir = spool_dir
+
+    def path_of(self, queue_id: str) -> Path:
+        return self.spool_dir / queue_id
+
+    async def enqueue(
+        self,
+        sender: str,
+        recipients: list[str],
+        message: bytes,
+        *,
+        user_id: int | None = None,
+        smtputf8: bool = False,
+        queue_id: str | None = None,
+    ) -> str:
+        """
+        Queue C{message} for C{recipients}; when this returns, it is on disk
+        and in the database.
+
+        @param queue_id: the id the SMTP session already logged and put in
+            the Received header, so one id follows the message.
+        @return: the queue id.
+        """
+        queue_id = queue_id or new_queue_id()
+        await deferToThread(self._write_spool, queue_id, message)
+        try:
+            await self.db.write(
+                lambda s: queue_store.add_message(
+                    s, queue_id, sender, recipients, len(message), user_id, smtputf8
+                )
+            )
+        except BaseException:
+            self.path_of(queue_id).unlink(missing_ok=True)
+            raise
+        self.log.info(
+            "{queue_id}: queued from=<{sender}> for {count} remote recipient(s)",
+            queue_id=queue_id,
+            sender=sender,
+            count=len(recipients),
+        )
+        return queue_id
+
+    def _write_spool(self, queue_id: str, message: bytes) -> None:
+        tmp_dir = self.spool_dir / "tmp"
+        tmp_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = tmp_dir / queue_id
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            view = memoryview(message)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, self.path_of(queue_id))
+        fsync_dir(self.spool_dir)
+
+    async def counts(self) -> dict[str, int]:
+        return await self.db.read(queue_store.count_by_state)
+
+    def clean_spool(self, now: float | None = None) -> int:
+        """
+        Remove spool files that never got a row (blocking; at start-up).
+
+        @return: how many were removed.
+        """
+        now = time.time() if now is None else now
+        with self.db.transaction(write=False) as session:
+            known = queue_store.spool_names(session)
+        removed = 0
+        for directory in (self.spool_dir, self.spool_dir / "tmp"):
+            if not directory.is_dir():
+                continue
+            for entry in os.scandir(directory):
+                if not entry.is_file() or entry.name in known:
+                    continue
+                if now - entry.stat().st_mtime > STALE_SPOOL_SECONDS:
+                    os.unlink(entry.path)
+                    removed += 1
+        return removed

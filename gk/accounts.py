@@ -82,6 +82,8 @@ class Resolution:
 
     local: tuple[Account, ...]
     remote: tuple[str, ...]
+    #: Whether the address asked about is in a local domain.
+    local_domain: bool = True
 
     @property
     def deliverable(self) -> bool:
@@ -245,6 +247,16 @@ class AccountService(Service):
         normalized = normalize_address(address)
         return await self.db.read(lambda s: self._resolve(s, normalized))
 
+    async def resolve_or_none(self, address: str) -> Resolution | None:
+        """
+        L{resolve}, or L{None} when the address is not one gk accepts as a
+        local address (e.g. a quoted local part); one database trip either way.
+        """
+        try:
+            return await self.resolve(address)
+        except InvalidAddress:
+            return None
+
     async def may_send_as(self, account: Account, address: str) -> bool:
         """
         Whether C{account} may use C{address} as its sender: its own
@@ -261,6 +273,8 @@ class AccountService(Service):
         return any(owner.id == account.id for owner in resolution.local)
 
     def _resolve(self, session: Session, address: str, catch_all: bool = True) -> Resolution:
+        if not store.domain_exists(session, address.rpartition("@")[2]):
+            return Resolution((), (address,), local_domain=False)
         local: dict[int, Account] = {}
         remote: list[str] = []
         seen: set[str] = set()

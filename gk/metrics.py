@@ -29,6 +29,15 @@ class Metrics:
             registry=self.registry,
         )
         self.security_events = security_events_counter(self.registry)
+        self.smtp_sessions = Counter(
+            "gk_smtp_sessions", "SMTP connections by listener", ["listener"], registry=self.registry
+        )
+        self.smtp_messages = Counter(
+            "gk_smtp_messages",
+            "Messages at the end of DATA/BDAT by listener and outcome (accepted, refused)",
+            ["listener", "outcome"],
+            registry=self.registry,
+        )
         self.deliveries = Counter(
             "gk_mail_deliveries",
             "Messages stored in a local mailbox",

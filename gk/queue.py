@@ -87,15 +87,25 @@ class DeliveryQueue:
         tmp_dir = self.spool_dir / "tmp"
         tmp_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = tmp_dir / queue_id
+        final = self.path_of(queue_id)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            view = memoryview(message)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, self.path_of(queue_id))
+            try:
+                view = memoryview(message)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            # Never replace a queued message's file (a reused queue id):
+            # its row would lose it when this enqueue's insert fails.  The
+            # O_EXCL above orders two enqueues of one id, so the check holds.
+            if final.exists():
+                raise FileExistsError(f"spool file {final} exists")
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        os.rename(tmp, final)
         fsync_dir(self.spool_dir)
 
     async def counts(self) -> dict[str, int]:

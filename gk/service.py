@@ -55,7 +55,13 @@ def _mx_factory(app: GkApp, tree: GkService, implicit_tls: bool) -> IProtocolFac
         authenticator=app.mailauth,
     )
     return SMTPFactory(
-        app.config.server.hostname, policy, _smtp_limits(app), app.tls, app.security, implicit_tls
+        app.config.server.hostname,
+        policy,
+        _smtp_limits(app),
+        app.tls,
+        app.security,
+        app.metrics,
+        implicit_tls,
     )
 
 
@@ -64,7 +70,13 @@ def _submission_factory(app: GkApp, tree: GkService, implicit_tls: bool) -> IPro
         app.config.server.hostname, app.accounts, app.mailstore, app.queue, app.security
     )
     return SMTPFactory(
-        app.config.server.hostname, policy, _smtp_limits(app), app.tls, app.security, implicit_tls
+        app.config.server.hostname,
+        policy,
+        _smtp_limits(app),
+        app.tls,
+        app.security,
+        app.metrics,
+        implicit_tls,
     )
 
 

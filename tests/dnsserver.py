@@ -150,8 +150,10 @@ class DNSTestServer:
     def start(self) -> None:
         """Listen on UDP and TCP, same ephemeral port of 127.0.0.1."""
         factory = _Factory(self)
-        protocol = dns.DNSDatagramProtocol(controller=factory)
         for _attempt in range(20):
+            # A fresh protocol each try: one whose UDP port was just given
+            # up is still attached to it until the reactor turns.
+            protocol = dns.DNSDatagramProtocol(controller=factory)
             udp = self._reactor.listenUDP(0, protocol, interface=self.host)
             port = udp.getHost().port
             try:

@@ -70,8 +70,12 @@ class ISMTPPolicy(Interface):
 
     def authenticate(
         connection: Connection, username: str, password: str
-    ) -> Awaitable[Account | None]:
-        """The account for these credentials, or None."""
+    ) -> Awaitable[Account | Reply | None]:
+        """
+        The account for these credentials; L{None} for wrong credentials
+        (the session answers 535 5.7.8); or a L{Reply} refusing the attempt
+        without a verdict on the credentials (a blocked source: 454 4.7.0).
+        """
 
     def check_sender(connection: Connection, transaction: Transaction) -> Awaitable[Reply | None]:
         """Accept or refuse MAIL FROM (transaction.sender None is "<>")."""

@@ -59,6 +59,8 @@ class Address:
     utf8: bool = False
 
     def __str__(self) -> str:
+        if not self.domain:  # RCPT TO:<Postmaster> (RFC 5321 4.1.1.3)
+            return quote_local(self.local)
         return f"{quote_local(self.local)}@{self.domain}"
 
     @property

@@ -15,9 +15,10 @@ from typing import Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from gk.accounts import AccountService, InvalidAddress, Resolution
+from gk.accounts import AccountService, Resolution
 from gk.mailauth import MailAuthenticator, remove_own_results
 from gk.queue import new_queue_id
+from gk.security.events import AuthOutcome
 from gk.security.service import Security
 from gk.smtp.backend import Connection, ISMTPPolicy, Recipient, Transaction
 from gk.smtp.headers import complete_submission, received_header, return_path
@@ -76,14 +77,21 @@ class _LocalDelivery:
 
     async def authenticate(
         self, connection: Connection, username: str, password: str
-    ) -> Account | None:
-        """Check credentials behind the brute-force guard shared with IMAP and the web."""
+    ) -> Account | Reply | None:
+        """
+        Check credentials behind the brute-force guard shared with IMAP and
+        the web.  A blocked source gets a temporary failure (RFC 4954 454
+        4.7.0) with its credentials unchecked: a 535 would wrongly tell a
+        mail client that a possibly right password is wrong.
+        """
         result = await self.security.auth.authenticate(
             connection.client_ip,
             username,
             self.name,
             lambda: self.accounts.authenticate(username, password),
         )
+        if result.outcome is AuthOutcome.BLOCKED:
+            return Reply(454, "4.7.0", "Too many failed attempts, try again later")
         return result.account
 
     async def admit_message(self, connection: Connection) -> Reply | None:
@@ -92,12 +100,11 @@ class _LocalDelivery:
             return None
         return Reply(450, "4.7.1", "Too many messages from your address, try again later")
 
-    async def _resolve_local(self, address: Address) -> Resolution | Reply:
-        try:
-            resolution = await self.accounts.resolve(f"{address.local}@{address.domain}")
-        except InvalidAddress:
-            resolution = Resolution((), ())
-        if not resolution.deliverable:
+    async def _resolve_local(
+        self, address: Address, resolution: Resolution | None
+    ) -> Resolution | Reply:
+        """The route for an address in a local domain, or the RCPT refusal."""
+        if resolution is None or not resolution.deliverable:
             return Reply(550, "5.1.1", f"<{address}>: Recipient address rejected: User unknown")
         for account in resolution.local:
             if account.quota_bytes is not None:
@@ -187,9 +194,17 @@ class MXPolicy(_LocalDelivery):
         address = recipient.address
         if address.domain == "":  # bare <Postmaster>
             address = Address("postmaster", self.postmaster_domain)
-        if address.is_literal or not await self.accounts.is_local_domain(address.domain):
-            return Reply(554, "5.7.1", f"<{recipient.address}>: Relay access denied")
-        route = await self._resolve_local(address)
+        relay_denied = Reply(554, "5.7.1", f"<{recipient.address}>: Relay access denied")
+        if address.is_literal:
+            return relay_denied
+        # One lookup answers both "is the domain ours?" and "who gets it?".
+        resolution = await self.accounts.resolve_or_none(f"{address.local}@{address.domain}")
+        if resolution is None:
+            if not await self.accounts.is_local_domain(address.domain):
+                return relay_denied
+        elif not resolution.local_domain:
+            return relay_denied
+        route = await self._resolve_local(address, resolution)
         if isinstance(route, Reply):
             return route
         recipient.route = route
@@ -239,13 +254,22 @@ class SubmissionPolicy(_LocalDelivery):
         address = recipient.address
         if address.domain == "":
             return Reply(550, "5.1.1", "<Postmaster>: a domain is needed here")
-        if not address.is_literal and await self.accounts.is_local_domain(address.domain):
-            route = await self._resolve_local(address)
-            if isinstance(route, Reply):
-                return route
-            recipient.route = route
-            return None
-        recipient.route = Resolution((), (str(address),))
+        if not address.is_literal:
+            resolution = await self.accounts.resolve_or_none(f"{address.local}@{address.domain}")
+            local = (
+                resolution.local_domain
+                if resolution is not None
+                else await self.accounts.is_local_domain(address.domain)
+            )
+            if local:
+                route = await self._resolve_local(address, resolution)
+                if isinstance(route, Reply):
+                    return route
+                recipient.route = route
+                return None
+        # Remote: the address exactly as the client wrote it (local parts
+        # are the remote domain's to interpret).
+        recipient.route = Resolution((), (str(address),), local_domain=False)
         return None
 
     async def deliver(

@@ -20,6 +20,10 @@ from gk.smtp.backend import Connection, ISMTPPolicy, Recipient, Transaction
 from gk.smtp.parser import Address, Command, Reply
 
 OK = Reply(250, "2.0.0", "Ok")
+#: RFC 5321 4.5.3.1.10: recipients beyond the limit are deferred, the
+#: others kept; the client sends the rest later.  Not a client error (it
+#: does not count towards the error limit), as in Postfix.
+TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
 
 
 class Next(enum.Enum):
@@ -168,6 +172,8 @@ class SMTPSession:
             return Outcome(credentials)
         username, password = credentials
         account = await self.policy.authenticate(self.connection, username, password)
+        if isinstance(account, Reply):
+            return Outcome(account)
         if account is None:
             return Outcome(Reply(535, "5.7.8", "Authentication credentials invalid"))
         self.connection.account = account
@@ -223,7 +229,7 @@ class SMTPSession:
         if command.params:
             return Outcome(Reply(555, "5.5.4", "RCPT parameters are not supported"))
         if len(transaction.recipients) >= self.limits.max_recipients:
-            return Outcome(Reply(452, "4.5.3", "Too many recipients"))
+            return Outcome(TOO_MANY_RECIPIENTS)
         address = command.address
         assert address is not None
         if address.utf8 and not transaction.smtputf8:
@@ -276,13 +282,12 @@ class SMTPSession:
             return Outcome(failed)
         self._chunk_bytes += size
         if data is None or self._chunk_bytes > self.limits.max_message_size:
+            failed = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
             self._chunks = []
-            self._bdat_failed = Reply(
-                552, "5.3.4", "Message size exceeds fixed maximum message size"
-            )
+            self._bdat_failed = failed
             if last:
-                self._reset_transaction()
-            return Outcome(self._bdat_failed)
+                self._reset_transaction()  # (which forgets _bdat_failed)
+            return Outcome(failed)
         self._chunks.append(data)
         if not last:
             return Outcome(Reply(250, "2.0.0", f"{size} octets received"))

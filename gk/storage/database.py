@@ -144,18 +144,27 @@ class Database(Service):
 
     async def read(self, fn: Callable[[Session], T]) -> T:
         """Run C{fn(session)} in a reader thread and return its result."""
-        return await self._defer(self._reader, fn, False)
+        return await self._defer(self._reader, self._run, fn, False)
 
     async def write(self, fn: Callable[[Session], T]) -> T:
         """Run C{fn(session)} in the writer thread in one transaction."""
-        return await self._defer(self._writer, fn, True)
+        return await self._defer(self._writer, self._run, fn, True)
 
-    async def _defer(self, pool: ThreadPool, fn: Callable[[Session], T], write: bool) -> T:
+    async def in_writer(self, fn: Callable[[], T]) -> T:
+        """
+        Run the blocking C{fn()} in the writer thread, serialised with the
+        writes, and return its result.  C{fn} opens its own transactions
+        with L{transaction} (several, and work between them, in one trip
+        to the thread: e.g. a group commit and what must follow it).
+        """
+        return await self._defer(self._writer, fn)
+
+    async def _defer(self, pool: ThreadPool, fn: Callable[..., T], *args: Any) -> T:
         if self._reactor is None:
             raise RuntimeError("Database was made without a reactor; use transaction()")
         if not pool.started:
             raise RuntimeError("the database service is not running")
-        return await deferToThreadPool(self._reactor, pool, self._run, fn, write)
+        return await deferToThreadPool(self._reactor, pool, fn, *args)
 
     async def ping(self) -> bool:
         """Whether a trivial query succeeds, for readiness checks."""

@@ -10,8 +10,8 @@ import datetime
 import secrets
 import time
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from gk.storage.envelope import Envelope
 from gk.storage.models import MailFolder, Message, User
@@ -113,6 +113,36 @@ def mailbox_usage(session: Session, user_id: int) -> int:
     return int(total or 0)
 
 
+#: Takes the folder's next UID and modseq in one statement.  On PostgreSQL
+#: the UPDATE locks the row until the transaction ends (SQLite's single
+#: writer serialises anyway), so two deliveries never take the same UID.
+_ALLOCATE_UID = (
+    update(MailFolder)
+    .where(MailFolder.id == bindparam("folder_id"))
+    .values(uidnext=MailFolder.uidnext + 1, highest_modseq=MailFolder.highest_modseq + 1)
+    .returning(MailFolder.uidnext, MailFolder.highest_modseq)
+)
+
+_INSERT_MESSAGE = insert(Message)
+#: Message attribute name -> column key, for Core inserts (C{from_} is C{from_addr}).
+_COLUMN_KEYS = {name: column.key for name, column in Message.__mapper__.columns.items()}
+
+_FOLDER_KEY = select(MailFolder.id, MailFolder.uidvalidity).where(
+    MailFolder.user_id == bindparam("user_id"), MailFolder.name == bindparam("name")
+)
+
+
+def folder_key(session: Session, user_id: int, name: str) -> tuple[int, int] | None:
+    """
+    The id and UIDVALIDITY of a user's folder, or L{None}: what a delivery
+    needs, without loading the ORM object (the cheap lookup of the hot path).
+    """
+    if name.upper() == "INBOX":
+        name = "INBOX"
+    row = session.connection().execute(_FOLDER_KEY, {"user_id": user_id, "name": name}).first()
+    return None if row is None else (int(row[0]), int(row[1]))
+
+
 def add_message(
     session: Session,
     folder_id: int,
@@ -125,46 +155,57 @@ def add_message(
     flags: dict[str, bool] | None = None,
     keywords: str = "",
 ) -> Message:
-    """Index one message in the folder; allocates its UID and modseq."""
-    folder = lock_folder(session, folder_id)
-    uid = folder.uidnext
-    modseq = folder.highest_modseq + 1
-    session.execute(
-        update(MailFolder)
-        .where(MailFolder.id == folder_id)
-        .values(uidnext=uid + 1, highest_modseq=modseq)
-    )
+    """
+    Index one message in the folder; allocates its UID and modseq.
+
+    Core statements rather than an ORM flush (this is every delivery's hot
+    path); the returned L{Message} is attached to C{session} as persistent,
+    without a further query.
+    """
+    connection = session.connection()
+    allocated = connection.execute(_ALLOCATE_UID, {"folder_id": folder_id}).first()
+    if allocated is None:
+        raise LookupError(f"folder {folder_id} vanished")
+    uid, modseq = int(allocated[0]) - 1, int(allocated[1])
+    # A folder object already in the session is stale after the UPDATE.
+    stale = session.identity_map.get(session.identity_key(MailFolder, folder_id))
+    if stale is not None:
+        session.expire(stale, ["uidnext", "highest_modseq"])
     flags = flags or {}
-    message = Message(
-        folder_id=folder_id,
-        uid=uid,
-        filename=filename,
-        path=path,
-        size=size,
-        internal_date=internal_date,
-        modseq=modseq,
-        seen=flags.get("seen", False),
-        answered=flags.get("answered", False),
-        flagged=flags.get("flagged", False),
-        deleted=flags.get("deleted", False),
-        draft=flags.get("draft", False),
-        keywords=keywords,
-        date=envelope.date,
-        subject=envelope.subject,
-        from_=envelope.from_,
-        sender=envelope.sender,
-        reply_to=envelope.reply_to,
-        to=envelope.to,
-        cc=envelope.cc,
-        bcc=envelope.bcc,
-        message_id=envelope.message_id,
-        in_reply_to=envelope.in_reply_to,
-        references=envelope.references,
+    values = {
+        "folder_id": folder_id,
+        "uid": uid,
+        "filename": filename,
+        "path": path,
+        "size": size,
+        "internal_date": internal_date,
+        "modseq": modseq,
+        "seen": flags.get("seen", False),
+        "answered": flags.get("answered", False),
+        "flagged": flags.get("flagged", False),
+        "deleted": flags.get("deleted", False),
+        "draft": flags.get("draft", False),
+        "keywords": keywords,
+        "date": envelope.date,
+        "subject": envelope.subject,
+        "from_": envelope.from_,
+        "sender": envelope.sender,
+        "reply_to": envelope.reply_to,
+        "to": envelope.to,
+        "cc": envelope.cc,
+        "bcc": envelope.bcc,
+        "message_id": envelope.message_id,
+        "in_reply_to": envelope.in_reply_to,
+        "references": envelope.references,
+    }
+    result = connection.execute(
+        _INSERT_MESSAGE, {_COLUMN_KEYS[key]: value for key, value in values.items()}
     )
+    key = result.inserted_primary_key
+    assert key is not None
+    message = Message(id=key[0], **values)
+    make_transient_to_detached(message)
     session.add(message)
-    session.flush()
-    # The folder object in this session is stale after the UPDATE.
-    session.expire(folder)
     return message
 
 

@@ -14,6 +14,12 @@ between 2 and 3 leaves a committed row whose complete file is still in
 C{tmp/}; the start-up repair finishes the rename.  So a message is either
 delivered whole (file and row) or not at all, and the caller may
 acknowledge it (SMTP 250) as soon as L{MailStore.deliver} returns.
+
+Concurrent deliveries take these steps together (a group commit): the
+files of a batch are written and fsynced in parallel, one transaction
+inserts all the rows (one fsync of SQLite's WAL, one trip to the database
+writer thread), then the files are renamed.  Each delivery still returns
+only after its own steps 1 to 3.
 """
 
 from __future__ import annotations
@@ -21,12 +27,15 @@ from __future__ import annotations
 import datetime
 import os
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
@@ -36,7 +45,7 @@ from gk.events import EventBus, MailDelivered
 from gk.storage import mail_index, maildir
 from gk.storage.accounts import Account
 from gk.storage.database import Database
-from gk.storage.envelope import parse_envelope
+from gk.storage.envelope import Envelope, parse_envelope
 from gk.storage.models import MailFolder, Message, User
 
 #: A file in tmp/ with no index row older than this is a dead delivery.
@@ -83,6 +92,85 @@ class RepairReport:
         return any((self.completed, self.relocated, self.indexed, self.dropped, self.stale_tmp))
 
 
+#: Messages up to this size are written to tmp/ by the group commit itself,
+#: in the database writer thread; a larger one first in a thread of its own,
+#: so that writing it never holds up the commit of the others.
+INLINE_WRITE_MAX = 256 * 1024
+#: Writes (and fsyncs) the files of a batch in parallel, for the group
+#: commit in the writer thread: fsyncs issued together cost about one.  Its
+#: threads start on first use and end with the process.
+_FILE_WRITERS = ThreadPoolExecutor(8, thread_name_prefix="gk-maildir")
+
+
+@dataclass(eq=False)
+class _Delivery:
+    """One delivery on its way through the group commit."""
+
+    account: Account
+    folder: str
+    path: Path
+    data: bytes
+    when: datetime.datetime
+    flags: dict[str, bool] | None
+    check_quota: bool
+    #: Set once the file is in tmp/ (before the group commit for a large message).
+    tmp: maildir.TmpFile | None = None
+    envelope: Envelope | None = None
+    done: Deferred[StoredMessage] = field(default_factory=Deferred)
+
+
+class _GroupCommit:
+    """
+    Group commit of deliveries: every delivery that arrives while a batch
+    is in the writer thread goes into the next batch, and a batch takes one
+    trip to the writer thread and one transaction for all its index rows
+    (on SQLite one fsync of the WAL) instead of one each.
+
+    The guarantee of each delivery is unchanged: it completes only after
+    its file was fsynced in tmp/, the transaction holding its row committed,
+    and the file was renamed into new/ with the directory fsynced.  If a
+    shared transaction fails, its deliveries are retried one transaction
+    each, so that one delivery's error (quota, a vanished folder) is
+    reported to it alone.
+    """
+
+    def __init__(self, db: Database, run: Callable[[list[_Delivery]], list[Outcome]]) -> None:
+        self._db = db
+        self._run = run
+        self._queue: list[_Delivery] = []
+        self._busy = False
+
+    async def submit(self, delivery: _Delivery) -> StoredMessage:
+        self._queue.append(delivery)
+        self._next()
+        return await delivery.done
+
+    def _next(self) -> None:
+        if self._busy or not self._queue:
+            return
+        batch, self._queue = self._queue, []
+        self._busy = True
+        Deferred.fromCoroutine(self._process(batch))
+
+    async def _process(self, batch: list[_Delivery]) -> None:
+        try:
+            outcomes = await self._db.in_writer(lambda: self._run(batch))
+        except BaseException as e:  # the database service stopped, or a bug
+            outcomes = [e] * len(batch)
+        finally:
+            # The writer takes the next batch while these complete.
+            self._busy = False
+            self._next()
+        for delivery, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                delivery.done.errback(outcome)
+            else:
+                delivery.done.callback(outcome)
+
+
+Outcome = StoredMessage | BaseException
+
+
 class MailStore:
     """
     Every user's mail: delivery, folder creation, reading, and repair.
@@ -103,6 +191,7 @@ class MailStore:
         self.mail_root = mail_root
         self.events = events
         self._reactor = reactor
+        self._group_commit = _GroupCommit(db, self._deliver_batch)
 
     # -- layout ------------------------------------------------------------
 
@@ -151,72 +240,182 @@ class MailStore:
         Store C{data} in C{account}'s C{folder}; when this returns, the
         message is durable and indexed.
 
+        Concurrent deliveries are committed together (L{_GroupCommit}); each
+        still returns only when its own file and row are durable.
+
         @raise QuotaExceeded: the account's quota would be exceeded.
         @raise NoSuchFolder: the folder does not exist.
         """
-        path = self.folder_path(account.email, folder)
-        tmp = await self._in_thread(self._write_tmp, path, data, False)
-        if tmp is None:
-            # Not on disk.  A folder the index knows (created but not yet on
-            # disk, or removed by an operator) is recreated rather than the
-            # message lost; an unknown name must not leave a directory behind.
-            def known(session: Session) -> bool:
-                return mail_index.get_folder(session, account.id, folder) is not None
+        delivery = _Delivery(
+            account,
+            folder,
+            self.folder_path(account.email, folder),
+            data,
+            internal_date or datetime.datetime.now(datetime.UTC),
+            flags,
+            check_quota,
+        )
+        if len(data) > INLINE_WRITE_MAX:
+            written = await self._in_thread(self._write_tmp, delivery.path, data, False)
+            if written is None:
+                # See _write_file: the same decision, with the index read here.
+                def known(session: Session) -> bool:
+                    return mail_index.folder_key(session, account.id, folder) is not None
 
-            if not await self.db.read(known):
-                raise NoSuchFolder(f"{account.email} has no folder {folder!r}")
-            tmp = await self._in_thread(self._write_tmp, path, data, True)
-        try:
-            when = internal_date or datetime.datetime.now(datetime.UTC)
-            envelope = parse_envelope(data)
-
-            def index(session: Session) -> tuple[int, int]:
-                row = mail_index.get_folder(session, account.id, folder)
-                if row is None:
+                if not await self.db.read(known):
                     raise NoSuchFolder(f"{account.email} has no folder {folder!r}")
-                if check_quota and account.quota_bytes is not None:
-                    # Lock the user first: on PostgreSQL concurrent deliveries
-                    # would otherwise all fit in the same remaining space.
-                    session.execute(select(User.id).where(User.id == account.id).with_for_update())
-                    used = mail_index.mailbox_usage(session, account.id)
-                    if used + tmp.size > account.quota_bytes:
-                        raise QuotaExceeded(f"{account.email} is over quota")
-                message = mail_index.add_message(
-                    session,
-                    row.id,
-                    filename=tmp.name,
-                    path=f"new/{tmp.name}",
-                    size=tmp.size,
-                    internal_date=when,
-                    envelope=envelope,
-                    flags=flags,
-                )
-                return message.uid, row.uidvalidity
-
-            uid, uidvalidity = await self.db.write(index)
-        except BaseException:
-            await self._in_thread(maildir.discard, tmp)
-            raise
-        relative = await self._in_thread(maildir.publish, tmp)
+                written = await self._in_thread(self._write_tmp, delivery.path, data, True)
+            delivery.tmp, delivery.envelope = written
+        stored = await self._group_commit.submit(delivery)
+        envelope = delivery.envelope
+        assert envelope is not None
         self.events.publish(
             MailDelivered(
                 user_id=account.id,
                 folder=folder,
-                uid=uid,
+                uid=stored.uid,
                 sender=envelope.from_,
                 subject=envelope.subject,
             )
         )
-        return StoredMessage(account.id, folder, uid, uidvalidity, tmp.size, path / relative)
+        return stored
+
+    def _deliver_batch(self, batch: list[_Delivery]) -> list[Outcome]:
+        """
+        The group commit of C{batch} (blocking, in the writer thread): the
+        files, then one transaction for every row, then the renames.
+        """
+        outcomes: list[Outcome | None] = [None] * len(batch)
+        to_write = [i for i, delivery in enumerate(batch) if delivery.tmp is None]
+        if len(to_write) == 1:
+            [only] = to_write
+            try:
+                batch[only].tmp, batch[only].envelope = self._write_file(batch[only])
+            except Exception as e:
+                outcomes[only] = e
+        elif to_write:
+            futures = {i: _FILE_WRITERS.submit(self._write_file, batch[i]) for i in to_write}
+            for i, future in futures.items():
+                try:
+                    batch[i].tmp, batch[i].envelope = future.result()
+                except Exception as e:
+                    outcomes[i] = e
+        ready = [i for i, outcome in enumerate(outcomes) if outcome is None]
+        rows: dict[int, tuple[int, int]] = {}
+        try:
+            with self.db.transaction() as session:
+                folders: dict[tuple[int, str], tuple[int, int] | None] = {}
+                for i in ready:
+                    rows[i] = self._index(session, batch[i], folders)
+        except Exception as e:
+            rows = {}
+            if len(ready) == 1:
+                outcomes[ready[0]] = e
+            else:
+                for i in ready:
+                    try:
+                        with self.db.transaction() as session:
+                            rows[i] = self._index(session, batch[i], {})
+                    except Exception as each:
+                        outcomes[i] = each
+        for i in ready:
+            tmp = batch[i].tmp
+            assert tmp is not None
+            if i not in rows:
+                maildir.discard(tmp)  # not committed: nothing refers to it
+                continue
+            uid, uidvalidity = rows[i]
+            try:
+                # A failure here is reported, but the row is committed: the
+                # file stays in tmp/ for the start-up repair to complete.
+                relative = maildir.publish(tmp)
+            except Exception as e:
+                outcomes[i] = e
+                continue
+            delivery = batch[i]
+            outcomes[i] = StoredMessage(
+                delivery.account.id,
+                delivery.folder,
+                uid,
+                uidvalidity,
+                tmp.size,
+                delivery.path / relative,
+            )
+        assert all(outcome is not None for outcome in outcomes)
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def _write_file(self, delivery: _Delivery) -> tuple[maildir.TmpFile, Envelope]:
+        """
+        Write a delivery's tmp file (blocking).  A folder not on disk that
+        the index knows (created but not yet on disk, or removed by an
+        operator) is recreated rather than the message lost; an unknown
+        name must not leave a directory behind.
+        """
+        written = self._write_tmp(delivery.path, delivery.data, False)
+        if written is None:
+            with self.db.transaction(write=False) as session:
+                key = mail_index.folder_key(session, delivery.account.id, delivery.folder)
+            if key is None:
+                raise NoSuchFolder(f"{delivery.account.email} has no folder {delivery.folder!r}")
+            written = self._write_tmp(delivery.path, delivery.data, True)
+            assert written is not None
+        return written
 
     @staticmethod
-    def _write_tmp(folder: Path, data: bytes, create: bool) -> maildir.TmpFile | None:
-        """The written tmp file, or L{None} if the folder is not on disk and not C{create}."""
+    def _index(
+        session: Session,
+        delivery: _Delivery,
+        folders: dict[tuple[int, str], tuple[int, int] | None],
+    ) -> tuple[int, int]:
+        """
+        Insert a delivery's row (blocking); its UID and the folder's
+        UIDVALIDITY.  C{folders} caches folder lookups within the transaction.
+        """
+        account, folder, tmp, envelope = (
+            delivery.account,
+            delivery.folder,
+            delivery.tmp,
+            delivery.envelope,
+        )
+        assert tmp is not None and envelope is not None
+        if (account.id, folder) not in folders:
+            folders[account.id, folder] = mail_index.folder_key(session, account.id, folder)
+        key = folders[account.id, folder]
+        if key is None:
+            raise NoSuchFolder(f"{account.email} has no folder {folder!r}")
+        folder_id, uidvalidity = key
+        if delivery.check_quota and account.quota_bytes is not None:
+            # Lock the user first: on PostgreSQL concurrent deliveries
+            # would otherwise all fit in the same remaining space.
+            session.execute(select(User.id).where(User.id == account.id).with_for_update())
+            used = mail_index.mailbox_usage(session, account.id)
+            if used + tmp.size > account.quota_bytes:
+                raise QuotaExceeded(f"{account.email} is over quota")
+        message = mail_index.add_message(
+            session,
+            folder_id,
+            filename=tmp.name,
+            path=f"new/{tmp.name}",
+            size=tmp.size,
+            internal_date=delivery.when,
+            envelope=envelope,
+            flags=delivery.flags,
+        )
+        return message.uid, uidvalidity
+
+    @staticmethod
+    def _write_tmp(
+        folder: Path, data: bytes, create: bool
+    ) -> tuple[maildir.TmpFile, Envelope] | None:
+        """
+        The written tmp file and the parsed envelope, or L{None} if the
+        folder is not on disk and not C{create}.
+        """
         if not (folder / "tmp").is_dir():
             if not create:
                 return None
             maildir.ensure_maildir(folder)
-        return maildir.write_tmp(folder, data)
+        return maildir.write_tmp(folder, data), parse_envelope(data)
 
     async def usage(self, account: Account) -> int:
         """Bytes of mail C{account} stores, over all folders."""

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+import textwrap
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 import pytest_twisted
 from twisted.internet.threads import deferToThread
 
@@ -95,9 +97,23 @@ class MailServer:
         ]
 
 
+@pytest.fixture
+def mail_server_config_extra() -> str:
+    """
+    TOML appended to the C{mail_server}'s config, for example a
+    C{[security]} section; override this fixture, or parametrize a test
+    with it, to change the server's settings.
+    """
+    return ""
+
+
 @pytest_twisted.async_yield_fixture
 async def mail_server(
-    write_config: ConfigWriter, database_url: str, dns_server: DNSTestServer, tmp_path: Path
+    write_config: ConfigWriter,
+    database_url: str,
+    dns_server: DNSTestServer,
+    tmp_path: Path,
+    mail_server_config_extra: str,
 ) -> AsyncIterator[MailServer]:
     from twisted.internet import reactor
 
@@ -124,7 +140,7 @@ async def mail_server(
         'tls_listen = ["tcp:0:interface=127.0.0.1"]',
     )
     text = text.replace("[smtp]\n", "[smtp]\nmax_message_size = 100000\n")
-    config_file.write_text(text)
+    config_file.write_text(text + "\n" + textwrap.dedent(mail_server_config_extra))
     config = load_config(config_file, environ={})
     app = GkApp.build(config, reactor)
     app.prepare()

@@ -22,6 +22,8 @@ TABLES = {
     "domains",
     "mail_folders",
     "messages",
+    "queued_messages",
+    "queued_recipients",
     "users",
 }
 

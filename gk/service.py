@@ -25,6 +25,7 @@ from gk.app import GkApp
 from gk.events import MailDelivered
 from gk.listeners import BoundListener, ListenerService
 from gk.logging import make_observer
+from gk.smtp.backend import ISMTPPolicy
 from gk.smtp.policies import MXPolicy, SubmissionPolicy
 from gk.smtp.protocol import SMTPFactory
 from gk.smtp.session import Limits
@@ -39,8 +40,17 @@ def _http_factory(app: GkApp, tree: GkService, implicit_tls: bool) -> IProtocolF
     return build_site(app.db, app.metrics, tree.listener_status)
 
 
-def _smtp_limits(app: GkApp) -> Limits:
-    return Limits(app.config.smtp.max_message_size, app.config.smtp.max_recipients)
+def _smtp_factory(app: GkApp, policy: ISMTPPolicy, implicit_tls: bool) -> IProtocolFactory:
+    limits = Limits(app.config.smtp.max_message_size, app.config.smtp.max_recipients)
+    return SMTPFactory(
+        app.config.server.hostname,
+        policy,
+        limits,
+        app.tls,
+        app.security,
+        app.metrics,
+        implicit_tls,
+    )
 
 
 def _mx_factory(app: GkApp, tree: GkService, implicit_tls: bool) -> IProtocolFactory:
@@ -54,30 +64,14 @@ def _mx_factory(app: GkApp, tree: GkService, implicit_tls: bool) -> IProtocolFac
         postmaster_domain=domains[0] if domains else app.config.server.hostname,
         authenticator=app.mailauth,
     )
-    return SMTPFactory(
-        app.config.server.hostname,
-        policy,
-        _smtp_limits(app),
-        app.tls,
-        app.security,
-        app.metrics,
-        implicit_tls,
-    )
+    return _smtp_factory(app, policy, implicit_tls)
 
 
 def _submission_factory(app: GkApp, tree: GkService, implicit_tls: bool) -> IProtocolFactory:
     policy = SubmissionPolicy(
         app.config.server.hostname, app.accounts, app.mailstore, app.queue, app.security
     )
-    return SMTPFactory(
-        app.config.server.hostname,
-        policy,
-        _smtp_limits(app),
-        app.tls,
-        app.security,
-        app.metrics,
-        implicit_tls,
-    )
+    return _smtp_factory(app, policy, implicit_tls)
 
 
 PROTOCOLS: dict[str, ProtocolBuilder] = {

@@ -15,6 +15,10 @@ Use the fixtures (import them into a conftest.py)::
         config = DNSConfig(nameservers=[dns_server.address], timeout=2.0)
         ...
 
+Records have a TTL of 0 unless a test gives one, and negative answers
+carry an SOA with a negative-caching TTL of 0, so that resolvers (which
+cache answers for their TTL) see a record changed in the middle of a test.
+
 The server is authoritative for every name: a name with no records, and no
 records below it, is NXDOMAIN; a name with records of other types only (or
 only names below it) answers NOERROR with no answer.  A CNAME is followed
@@ -52,6 +56,18 @@ def _key(name: str | bytes) -> str:
     return name.lower().rstrip(".")
 
 
+#: The SOA sent with every negative answer (RFC 2308): a negative-caching
+#: TTL of 0, so that a record added later in a test is seen at once.
+NEGATIVE_SOA = dns.RRHeader(
+    name=b"",
+    type=dns.SOA,
+    cls=dns.IN,
+    ttl=0,
+    auth=True,
+    payload=dns.Record_SOA(mname=b"ns.test", rname=b"hostmaster.test", serial=1, minimum=0, ttl=0),
+)
+
+
 class _SimulatedServerFailure(Exception):
     """Raised by the authority for a name set to fail: the server answers SERVFAIL."""
 
@@ -84,12 +100,12 @@ class _MemoryAuthority(common.ResolverBase):
             current = _key(cnames[0].name.name)
         if not answers and not self._owner.exists(name):
             return defer.fail(dns.AuthoritativeDomainError(name))
-        return defer.succeed((answers, [], []))
+        return defer.succeed((answers, [] if answers else [NEGATIVE_SOA], []))
 
     @staticmethod
     def _rr(name: str, record: Record) -> dns.RRHeader:
         return dns.RRHeader(
-            name=name, type=record.TYPE, cls=dns.IN, ttl=record.ttl or 60, payload=record, auth=True
+            name=name, type=record.TYPE, cls=dns.IN, ttl=record.ttl or 0, payload=record, auth=True
         )
 
 
@@ -109,6 +125,13 @@ class _Factory(server.DNSServerFactory):
     def gotResolverError(self, failure: Failure, protocol: Any, message: Any, address: Any) -> None:
         if failure.check(_SimulatedServerFailure):
             response = self._responseFromMessage(message=message, rCode=dns.ESERVER)
+            self.sendReply(protocol, response, address)
+            return
+        if failure.check(dns.AuthoritativeDomainError):
+            # NXDOMAIN with the SOA that says how long to remember it (0 s).
+            response = self._responseFromMessage(
+                message=message, rCode=dns.ENAME, authority=[NEGATIVE_SOA]
+            )
             self.sendReply(protocol, response, address)
             return
         super().gotResolverError(failure, protocol, message, address)
@@ -196,26 +219,26 @@ class DNSTestServer:
         """Forget every record at C{name}."""
         self.records.pop(_key(name), None)
 
-    def txt(self, name: str, *texts: str | bytes, ttl: int = 60) -> None:
+    def txt(self, name: str, *texts: str | bytes, ttl: int = 0) -> None:
         """One TXT record per text, each cut into strings of 255 bytes."""
         for text in texts:
             data = text.encode() if isinstance(text, str) else text
             chunks = [data[i : i + 255] for i in range(0, len(data), 255)] or [b""]
             self.add(name, dns.Record_TXT(*chunks, ttl=ttl))
 
-    def a(self, name: str, *addresses: str, ttl: int = 60) -> None:
+    def a(self, name: str, *addresses: str, ttl: int = 0) -> None:
         self.add(name, *(dns.Record_A(a, ttl=ttl) for a in addresses))
 
-    def aaaa(self, name: str, *addresses: str, ttl: int = 60) -> None:
+    def aaaa(self, name: str, *addresses: str, ttl: int = 0) -> None:
         self.add(name, *(dns.Record_AAAA(a, ttl=ttl) for a in addresses))
 
-    def mx(self, name: str, exchange: str, preference: int = 10, ttl: int = 60) -> None:
+    def mx(self, name: str, exchange: str, preference: int = 10, ttl: int = 0) -> None:
         self.add(name, dns.Record_MX(preference, exchange.encode(), ttl=ttl))
 
-    def cname(self, name: str, target: str, ttl: int = 60) -> None:
+    def cname(self, name: str, target: str, ttl: int = 0) -> None:
         self.add(name, dns.Record_CNAME(target.encode(), ttl=ttl))
 
-    def ptr(self, address: str, target: str, ttl: int = 60) -> None:
+    def ptr(self, address: str, target: str, ttl: int = 0) -> None:
         """A PTR record for C{address} in in-addr.arpa or ip6.arpa."""
         name = ipaddress.ip_address(address).reverse_pointer
         self.add(name, dns.Record_PTR(target.encode(), ttl=ttl))

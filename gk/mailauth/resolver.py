@@ -11,7 +11,7 @@ makes shares one deadline, C{timeout} seconds after the L{Lookups} was made,
 so a check never outlives its budget however many names it looks up.
 
 Everything here blocks: call it from a worker thread, never from the
-reactor.  Nothing is cached across checks.
+reactor.  Answers are cached for their TTL, across checks.
 """
 
 from __future__ import annotations
@@ -93,6 +93,10 @@ def _addresses(host: str) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+#: Answers the resolver's cache keeps at most (bounded under a flood of domains).
+CACHE_ENTRIES = 20_000
+
+
 def build_resolver(config: DNSConfig) -> dns.resolver.Resolver:
     """
     A dnspython resolver for C{config}: the configured nameservers in their
@@ -117,7 +121,10 @@ def build_resolver(config: DNSConfig) -> dns.resolver.Resolver:
             resolver = dns.resolver.Resolver(configure=False)
             resolver.nameservers = []
     resolver.use_edns(0, 0, EDNS_PAYLOAD)
-    resolver.cache = None
+    # dnspython's LRU cache keeps each answer for its TTL and negative
+    # answers for the SOA's negative TTL (RFC 2308): the same sender
+    # domains recur from message to message.
+    resolver.cache = dns.resolver.LRUCache(CACHE_ENTRIES)
     # A single try never waits longer than the whole budget.
     resolver.timeout = min(resolver.timeout, config.timeout)
     resolver.lifetime = config.timeout

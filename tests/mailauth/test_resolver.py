@@ -10,6 +10,7 @@ import time
 import dns.message
 import dns.nameserver
 import dns.query
+import dns.resolver
 import pytest
 import pytest_twisted
 from twisted.internet.threads import deferToThread
@@ -47,7 +48,7 @@ def test_resolver_uses_the_configured_servers_and_ports() -> None:
     assert all(isinstance(s, dns.nameserver.Do53Nameserver) for s in servers)
     assert [(s.address, s.port) for s in servers] == [("127.0.0.1", 5353), ("::1", 53)]  # type: ignore[union-attr]
     assert client.resolver.lifetime == 1.5
-    assert client.resolver.cache is None
+    assert isinstance(client.resolver.cache, dns.resolver.LRUCache)
 
 
 def test_a_label() -> None:
@@ -135,3 +136,21 @@ def test_no_nameserver_at_all_fails_at_once() -> None:
     with pytest.raises(DNSTempError):
         client.lookups().query("example.org", "TXT")
     assert time.monotonic() - start < 0.5
+
+
+@pytest_twisted.ensureDeferred
+async def test_answers_are_cached_for_their_ttl_across_checks(dns_server: DNSTestServer) -> None:
+    """Sender domains recur: a later check asks the server only for what expired."""
+    dns_server.txt("cached.example.org", "v=spf1 -all", ttl=300)
+    dns_server.txt("fresh.example.org", "v=spf1 ~all")  # TTL 0: never kept
+    client = DNSClient(DNSConfig(nameservers=[dns_server.address], timeout=2.0))
+    for _ in range(2):
+        lookups = client.lookups()
+        assert await deferToThread(lookups.txt, "cached.example.org") == [b"v=spf1 -all"]
+        assert await deferToThread(lookups.txt, "fresh.example.org") == [b"v=spf1 ~all"]
+        # A negative answer whose SOA allows no caching is asked again.
+        assert await deferToThread(lookups.txt, "missing.example.org") == []
+    asked = [name for name, _type in dns_server.queries]
+    assert asked.count("cached.example.org") == 1
+    assert asked.count("fresh.example.org") == 2
+    assert asked.count("missing.example.org") == 2

@@ -236,9 +236,6 @@ class SubmissionPolicy(_LocalDelivery):
     requires_auth = True
 
     async def check_sender(self, connection: Connection, transaction: Transaction) -> Reply | None:
-        refusal = await self.admit_message(connection)
-        if refusal is not None:
-            return refusal
         account = connection.account
         sender = transaction.sender
         if account is None:
@@ -246,7 +243,8 @@ class SubmissionPolicy(_LocalDelivery):
         if sender is None or not await self.accounts.may_send_as(account, str(sender)):
             shown = "<>" if sender is None else f"<{sender}>"
             return Reply(553, "5.7.1", f"{shown}: Sender address not owned by {account.email}")
-        return None
+        # Charged last: a refused MAIL does not use up the sender's allowance.
+        return await self.admit_message(connection)
 
     async def check_recipient(
         self, connection: Connection, transaction: Transaction, recipient: Recipient

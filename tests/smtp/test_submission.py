@@ -687,3 +687,30 @@ async def test_smtp_sessions_and_messages_are_counted_in_metrics(mail_server: Ma
     assert registry.get_sample_value("gk_smtp_sessions_total", {"listener": "submission"}) == 1
     accepted = {"listener": "submission", "outcome": "accepted"}
     assert registry.get_sample_value("gk_smtp_messages_total", accepted) == 1
+
+
+ONE_MESSAGE_A_MINUTE = """
+[security]
+messages_per_ip_per_minute = 1
+"""
+
+
+@pytest.mark.parametrize("mail_server_config_extra", [ONE_MESSAGE_A_MINUTE])
+@pytest_twisted.ensureDeferred
+async def test_a_refused_mail_from_does_not_use_up_the_message_allowance(
+    mail_server: MailServer,
+) -> None:
+    def conversation() -> list[Reply]:
+        with mail_server.submission() as client:
+            client.login(ALICE, PASSWORD)
+            replies = [client.mail("bob@example.test")]  # not hers: 553
+            client.rset()
+            replies.append(client.mail(ALICE))  # the one message of this minute
+            client.rset()
+            replies.append(client.mail(ALICE))  # the second: rate-limited
+            return replies
+
+    not_hers, first, second = await in_thread(conversation)
+    assert_reply(not_hers, 553, "5.7.1")
+    assert first[0] == 250
+    assert_reply(second, 450, "4.7.1")

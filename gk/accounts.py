@@ -273,8 +273,6 @@ class AccountService(Service):
         return any(owner.id == account.id for owner in resolution.local)
 
     def _resolve(self, session: Session, address: str, catch_all: bool = True) -> Resolution:
-        if not store.domain_exists(session, address.rpartition("@")[2]):
-            return Resolution((), (address,), local_domain=False)
         local: dict[int, Account] = {}
         remote: list[str] = []
         seen: set[str] = set()
@@ -284,39 +282,33 @@ class AccountService(Service):
             if current in seen or depth > self.MAX_ALIAS_DEPTH:
                 continue
             seen.add(current)
-            targets = self._expand(session, current, catch_all)
-            if targets is None:
+            if not store.domain_exists(session, current.rpartition("@")[2]):
+                if current == address:
+                    return Resolution((), (address,), local_domain=False)
+                remote.append(current)
                 continue
-            for kind, value in targets:
-                if kind == "user":
-                    account = store.get_user(session, value)
-                    if account is not None:
-                        local[account.id] = account
-                elif kind == "remote":
-                    remote.append(value)
-                else:
-                    pending.append((value, depth + 1))
+            account = store.get_user(session, current)
+            if account is not None:
+                local[account.id] = account
+                continue
+            targets = self._aliases_of(session, current, catch_all)
+            pending.extend((target, depth + 1) for target in targets)
         return Resolution(tuple(local.values()), tuple(dict.fromkeys(remote)))
 
     @staticmethod
-    def _expand(
-        session: Session, address: str, catch_all: bool = True
-    ) -> list[tuple[str, str]] | None:
-        """One step of resolution: C{("user"|"alias"|"remote", address)} pairs."""
-        local_part, _, domain = address.rpartition("@")
-        if not store.domain_exists(session, domain):
-            return [("remote", address)]
-        if store.get_user(session, address) is not None:
-            return [("user", address)]
+    def _aliases_of(session: Session, address: str, catch_all: bool) -> list[str]:
+        """
+        Where an address of a local domain that is no account goes: its
+        aliases, else C{user+tag@} as C{user@}, else the domain's catch-all.
+        """
         targets = store.alias_targets(session, address)
         if targets:
-            return [("alias", t) for t in targets]
+            return targets
+        local_part, _, domain = address.rpartition("@")
         base, plus, _tag = local_part.partition("+")
         if plus and base:
-            return [("alias", f"{base}@{domain}")]
-        if catch_all:
-            return [("alias", t) for t in store.alias_targets(session, f"@{domain}")] or None
-        return None
+            return [f"{base}@{domain}"]
+        return store.alias_targets(session, f"@{domain}") if catch_all else []
 
     # -- app passwords and tokens ---------------------------------------------
 

@@ -185,20 +185,25 @@ def test_tls_1_1_is_refused_by_the_server(tmp_path: Path, tls_gk: GkProcess) -> 
     with socket.create_server(("127.0.0.1", 0)) as listener:
         listener.settimeout(10)
 
+        server_errors: list[OSError] = []
+
         def serve_one() -> None:
             try:
                 connection, _ = listener.accept()
                 with connection, server_context.wrap_socket(connection, server_side=True) as c:
                     c.recv(1)
-            except OSError:
-                pass  # the client's side of the control reports what went wrong
+            except OSError as e:  # reported with the client's failure below
+                server_errors.append(e)
 
         control = threading.Thread(target=serve_one, daemon=True)
         control.start()
         try:
             version = tls_handshake("127.0.0.1", listener.getsockname()[1], old).version
         except ssl.SSLError as e:
-            pytest.fail(f"the control failed: this machine's OpenSSL cannot speak TLS 1.1: {e}")
+            pytest.fail(
+                "the control failed: this machine's OpenSSL cannot speak TLS 1.1: "
+                f"{e} (server side: {server_errors})"
+            )
         finally:
             control.join(timeout=10)
         assert version == "TLSv1.1"

@@ -11,6 +11,7 @@ other work or the memory (each Argon2 hash takes 64 MiB).
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -90,12 +91,59 @@ class Resolution:
         return bool(self.local or self.remote)
 
 
+class RouteCache:
+    """
+    Recent answers of L{AccountService.resolve} that found somewhere to
+    deliver, so that a stream of mail to the same recipients does not take
+    a database trip per RCPT (as Dovecot's auth cache does for logins).
+
+    Only positive answers are kept, for L{ttl} seconds: an address added
+    anywhere (also by the CLI, another process) is found at once, and a
+    refusal at RCPT (a permanent 550) never comes from a stale entry.  A
+    change made in this process clears the cache; one made by another
+    process is seen within L{ttl} seconds, and until then mail still goes
+    to the old route (a deleted account's delivery fails with a temporary
+    error, so nothing is lost).
+    """
+
+    def __init__(
+        self, ttl: float, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._clock = clock
+        self._entries: dict[str, tuple[float, Resolution]] = {}
+
+    def get(self, address: str) -> Resolution | None:
+        entry = self._entries.get(address)
+        if entry is None:
+            return None
+        expires, resolution = entry
+        if self._clock() >= expires:
+            del self._entries[address]
+            return None
+        return resolution
+
+    def put(self, address: str, resolution: Resolution) -> None:
+        if not (resolution.local_domain and resolution.deliverable):
+            return
+        if len(self._entries) >= self.max_entries:
+            # Oldest insertion first (dicts keep order): cheap and good enough.
+            del self._entries[next(iter(self._entries))]
+        self._entries[address] = (self._clock() + self.ttl, resolution)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
 class AccountService(Service):
     """Accounts, aliases and credentials, for every part of gk."""
 
     name = "accounts"
     #: Alias chains longer than this are treated as loops.
     MAX_ALIAS_DEPTH = 10
+    #: How long a route found by L{resolve} is reused (see L{RouteCache}).
+    ROUTE_CACHE_SECONDS = 15.0
 
     def __init__(
         self, db: Database, mailstore: MailStore, reactor: IReactorThreads | None = None
@@ -104,6 +152,7 @@ class AccountService(Service):
         self.mailstore = mailstore
         self._reactor = reactor
         self._hash_pool = ThreadPool(1, 2, name="gk-argon2")
+        self.routes = RouteCache(self.ROUTE_CACHE_SECONDS)
 
     def startService(self) -> None:
         super().startService()
@@ -122,7 +171,9 @@ class AccountService(Service):
 
     async def add_domain(self, name: str) -> bool:
         domain = normalize_domain(name)
-        return await self.db.write(lambda s: store.add_domain(s, domain))
+        added = await self.db.write(lambda s: store.add_domain(s, domain))
+        self.routes.clear()
+        return added
 
     async def list_domains(self) -> list[str]:
         return await self.db.read(store.list_domains)
@@ -130,6 +181,7 @@ class AccountService(Service):
     async def delete_domain(self, name: str) -> None:
         domain = normalize_domain(name)
         await self.db.write(lambda s: store.delete_domain(s, domain))
+        self.routes.clear()
 
     async def is_local_domain(self, name: str) -> bool:
         try:
@@ -160,7 +212,9 @@ class AccountService(Service):
             mail_index.create_default_folders(session, account.id)
             return account
 
-        return await self.db.write(insert)
+        account = await self.db.write(insert)
+        self.routes.clear()  # e.g. a catch-all's route to this address
+        return account
 
     async def get_user(self, email: str) -> Account | None:
         try:
@@ -183,6 +237,7 @@ class AccountService(Service):
         """
         address = normalize_address(email)
         account = await self.db.write(lambda s: store.delete_user(s, address))
+        self.routes.clear()
         await self._hash(self.mailstore.archive_user_files, address)
         return account
 
@@ -227,7 +282,9 @@ class AccountService(Service):
         local_domains = await self.list_domains()
         if source.rpartition("@")[2] not in local_domains:
             raise AccountError(f"{alias}: {source.rpartition('@')[2]} is not a local domain")
-        return await self.db.write(lambda s: store.add_alias(s, source, destination))
+        added = await self.db.write(lambda s: store.add_alias(s, source, destination))
+        self.routes.clear()
+        return added
 
     async def list_aliases(self) -> list[tuple[str, str]]:
         return await self.db.read(store.list_aliases)
@@ -235,17 +292,25 @@ class AccountService(Service):
     async def delete_alias(self, alias: str, target: str | None = None) -> int:
         source = normalize_alias_source(alias)
         destination = None if target is None else normalize_address(target)
-        return await self.db.write(lambda s: store.delete_alias(s, source, destination))
+        removed = await self.db.write(lambda s: store.delete_alias(s, source, destination))
+        self.routes.clear()
+        return removed
 
     async def resolve(self, address: str) -> Resolution:
         """
         Where mail to C{address} goes: an account, an alias (followed
         recursively, loops cut), C{user+tag@} as C{user@}, then the
         domain's catch-all.  Foreign addresses resolve to themselves as
-        remote; unknown local ones to nothing.
+        remote; unknown local ones to nothing.  A route found recently may
+        come from L{routes}.
         """
         normalized = normalize_address(address)
-        return await self.db.read(lambda s: self._resolve(s, normalized))
+        cached = self.routes.get(normalized)
+        if cached is not None:
+            return cached
+        resolution = await self.db.read(lambda s: self._resolve(s, normalized))
+        self.routes.put(normalized, resolution)
+        return resolution
 
     async def resolve_or_none(self, address: str) -> Resolution | None:
         """

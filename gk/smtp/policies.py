@@ -181,11 +181,9 @@ class MXPolicy(_LocalDelivery):
         refusal = await self.admit_message(connection)
         if refusal is not None:
             return refusal
-        # SPF now (it needs only the envelope); DKIM and DMARC after DATA.
-        # SPF alone refuses nothing: the sender domain's DMARC policy decides.
-        transaction.notes["spf"] = await self.authenticator.check_sender(
-            connection.client_ip, connection.helo, _mail_from(transaction)
-        )
+        # SPF, DKIM and DMARC run together after DATA, in one trip to the
+        # checks' threads: SPF alone refuses nothing (the sender domain's
+        # DMARC policy decides), so MAIL need not wait for it.
         return None
 
     async def check_recipient(
@@ -218,7 +216,6 @@ class MXPolicy(_LocalDelivery):
             connection.helo,
             _mail_from(transaction),
             message,
-            spf=transaction.notes.get("spf"),
         )
         if results.disposition == "reject":
             return Reply(550, "5.7.1", "Message rejected by the sender domain's DMARC policy")

@@ -136,6 +136,19 @@ def publish(tmp: TmpFile) -> str:
 
     @return: the path relative to the folder, C{new/NAME}.
     """
+    relative = move_to_new(tmp)
+    fsync_dir(tmp.folder / "new")
+    return relative
+
+
+def move_to_new(tmp: TmpFile) -> str:
+    """
+    Move a written file from tmp/ into new/ atomically; durable only once
+    new/ is fsynced (L{publish} does both, a group commit fsyncs once for
+    several files).
+
+    @return: the path relative to the folder, C{new/NAME}.
+    """
     target = tmp.folder / "new" / tmp.name
     try:
         os.rename(tmp.path, target)
@@ -143,7 +156,6 @@ def publish(tmp: TmpFile) -> str:
         # The start-up repair may have completed this very rename.
         if not target.exists():
             raise
-    fsync_dir(tmp.folder / "new")
     return f"new/{tmp.name}"
 
 

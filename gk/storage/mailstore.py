@@ -15,11 +15,12 @@ C{tmp/}; the start-up repair finishes the rename.  So a message is either
 delivered whole (file and row) or not at all, and the caller may
 acknowledge it (SMTP 250) as soon as L{MailStore.deliver} returns.
 
-Concurrent deliveries take these steps together (a group commit): the
-files of a batch are written and fsynced in parallel, one transaction
-inserts all the rows (one fsync of SQLite's WAL, one trip to the database
-writer thread), then the files are renamed.  Each delivery still returns
-only after its own steps 1 to 3.
+Each delivery writes its file on its own (in a thread, while earlier
+deliveries are being committed); then the deliveries waiting take steps
+2 and 3 together (a group commit): one transaction inserts all the rows
+(one fsync of SQLite's WAL, one trip to the database writer thread), the
+files are renamed, and each new/ directory is fsynced once.  Each delivery
+still returns only after its own steps 1 to 3.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import datetime
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,16 +92,6 @@ class RepairReport:
         return any((self.completed, self.relocated, self.indexed, self.dropped, self.stale_tmp))
 
 
-#: Messages up to this size are written to tmp/ by the group commit itself,
-#: in the database writer thread; a larger one first in a thread of its own,
-#: so that writing it never holds up the commit of the others.
-INLINE_WRITE_MAX = 256 * 1024
-#: Writes (and fsyncs) the files of a batch in parallel, for the group
-#: commit in the writer thread: fsyncs issued together cost about one.  Its
-#: threads start on first use and end with the process.
-_FILE_WRITERS = ThreadPoolExecutor(8, thread_name_prefix="gk-maildir")
-
-
 @dataclass(eq=False)
 class _Delivery:
     """One delivery on its way through the group commit."""
@@ -109,13 +99,12 @@ class _Delivery:
     account: Account
     folder: str
     path: Path
-    data: bytes
     when: datetime.datetime
     flags: dict[str, bool] | None
     check_quota: bool
-    #: Set once the file is in tmp/ (before the group commit for a large message).
-    tmp: maildir.TmpFile | None = None
-    envelope: Envelope | None = None
+    #: The file in tmp/, written and fsynced before the group commit.
+    tmp: maildir.TmpFile
+    envelope: Envelope
     done: Deferred[StoredMessage] = field(default_factory=Deferred)
 
 
@@ -246,29 +235,34 @@ class MailStore:
         @raise QuotaExceeded: the account's quota would be exceeded.
         @raise NoSuchFolder: the folder does not exist.
         """
+        path = self.folder_path(account.email, folder)
+        # The file is written before the group commit, so that the writes
+        # of the next batch overlap the commit of this one.
+        written = await self._in_thread(self._write_tmp, path, data, False)
+        if written is None:
+            # Not on disk: recreate a folder the index knows (created but
+            # not yet on disk, or removed by an operator) rather than lose
+            # the message; an unknown name must not leave a directory behind.
+            def known(session: Session) -> bool:
+                return mail_index.folder_key(session, account.id, folder) is not None
+
+            if not await self.db.read(known):
+                raise NoSuchFolder(f"{account.email} has no folder {folder!r}")
+            written = await self._in_thread(self._write_tmp, path, data, True)
+        tmp, envelope = written
         delivery = _Delivery(
             account,
             folder,
-            self.folder_path(account.email, folder),
-            data,
+            path,
             internal_date or datetime.datetime.now(datetime.UTC),
             flags,
             check_quota,
+            tmp,
+            envelope,
         )
-        if len(data) > INLINE_WRITE_MAX:
-            written = await self._in_thread(self._write_tmp, delivery.path, data, False)
-            if written is None:
-                # See _write_file: the same decision, with the index read here.
-                def known(session: Session) -> bool:
-                    return mail_index.folder_key(session, account.id, folder) is not None
-
-                if not await self.db.read(known):
-                    raise NoSuchFolder(f"{account.email} has no folder {folder!r}")
-                written = await self._in_thread(self._write_tmp, delivery.path, data, True)
-            delivery.tmp, delivery.envelope = written
+        # On failure the batch removed the file if its row was not committed;
+        # otherwise the start-up repair finds both.
         stored = await self._group_commit.submit(delivery)
-        envelope = delivery.envelope
-        assert envelope is not None
         self.events.publish(
             MailDelivered(
                 user_id=account.id,
@@ -282,84 +276,61 @@ class MailStore:
 
     def _deliver_batch(self, batch: list[_Delivery]) -> list[Outcome]:
         """
-        The group commit of C{batch} (blocking, in the writer thread): the
-        files, then one transaction for every row, then the renames.
+        The group commit of C{batch} (blocking, in the writer thread): one
+        transaction for every row, then the renames into new/, then one
+        fsync of each new/ directory the batch touched.
         """
         outcomes: list[Outcome | None] = [None] * len(batch)
-        to_write = [i for i, delivery in enumerate(batch) if delivery.tmp is None]
-        if len(to_write) == 1:
-            [only] = to_write
-            try:
-                batch[only].tmp, batch[only].envelope = self._write_file(batch[only])
-            except Exception as e:
-                outcomes[only] = e
-        elif to_write:
-            futures = {i: _FILE_WRITERS.submit(self._write_file, batch[i]) for i in to_write}
-            for i, future in futures.items():
-                try:
-                    batch[i].tmp, batch[i].envelope = future.result()
-                except Exception as e:
-                    outcomes[i] = e
-        ready = [i for i, outcome in enumerate(outcomes) if outcome is None]
         rows: dict[int, tuple[int, int]] = {}
         try:
             with self.db.transaction() as session:
                 folders: dict[tuple[int, str], tuple[int, int] | None] = {}
-                for i in ready:
-                    rows[i] = self._index(session, batch[i], folders)
+                for i, delivery in enumerate(batch):
+                    rows[i] = self._index(session, delivery, folders)
         except Exception as e:
             rows = {}
-            if len(ready) == 1:
-                outcomes[ready[0]] = e
+            if len(batch) == 1:
+                outcomes[0] = e
             else:
-                for i in ready:
+                for i, delivery in enumerate(batch):
                     try:
                         with self.db.transaction() as session:
-                            rows[i] = self._index(session, batch[i], {})
+                            rows[i] = self._index(session, delivery, {})
                     except Exception as each:
                         outcomes[i] = each
-        for i in ready:
-            tmp = batch[i].tmp
-            assert tmp is not None
+        moved: dict[Path, list[int]] = {}
+        for i, delivery in enumerate(batch):
             if i not in rows:
-                maildir.discard(tmp)  # not committed: nothing refers to it
+                maildir.discard(delivery.tmp)  # not committed: nothing refers to it
                 continue
-            uid, uidvalidity = rows[i]
             try:
                 # A failure here is reported, but the row is committed: the
                 # file stays in tmp/ for the start-up repair to complete.
-                relative = maildir.publish(tmp)
+                maildir.move_to_new(delivery.tmp)
             except Exception as e:
                 outcomes[i] = e
                 continue
-            delivery = batch[i]
-            outcomes[i] = StoredMessage(
-                delivery.account.id,
-                delivery.folder,
-                uid,
-                uidvalidity,
-                tmp.size,
-                delivery.path / relative,
-            )
+            moved.setdefault(delivery.path, []).append(i)
+        for folder, indexes in moved.items():
+            try:
+                maildir.fsync_dir(folder / "new")
+            except Exception as e:
+                for i in indexes:
+                    outcomes[i] = e
+                continue
+            for i in indexes:
+                delivery = batch[i]
+                uid, uidvalidity = rows[i]
+                outcomes[i] = StoredMessage(
+                    delivery.account.id,
+                    delivery.folder,
+                    uid,
+                    uidvalidity,
+                    delivery.tmp.size,
+                    delivery.path / "new" / delivery.tmp.name,
+                )
         assert all(outcome is not None for outcome in outcomes)
         return [outcome for outcome in outcomes if outcome is not None]
-
-    def _write_file(self, delivery: _Delivery) -> tuple[maildir.TmpFile, Envelope]:
-        """
-        Write a delivery's tmp file (blocking).  A folder not on disk that
-        the index knows (created but not yet on disk, or removed by an
-        operator) is recreated rather than the message lost; an unknown
-        name must not leave a directory behind.
-        """
-        written = self._write_tmp(delivery.path, delivery.data, False)
-        if written is None:
-            with self.db.transaction(write=False) as session:
-                key = mail_index.folder_key(session, delivery.account.id, delivery.folder)
-            if key is None:
-                raise NoSuchFolder(f"{delivery.account.email} has no folder {delivery.folder!r}")
-            written = self._write_tmp(delivery.path, delivery.data, True)
-            assert written is not None
-        return written
 
     @staticmethod
     def _index(
@@ -377,7 +348,6 @@ class MailStore:
             delivery.tmp,
             delivery.envelope,
         )
-        assert tmp is not None and envelope is not None
         if (account.id, folder) not in folders:
             folders[account.id, folder] = mail_index.folder_key(session, account.id, folder)
         key = folders[account.id, folder]

@@ -50,7 +50,7 @@ def install_hook(point: str) -> None:
             stop_here(f"KILL-POINT before-publish name={tmp.name}")
             raise AssertionError("not reached")
 
-        maildir.publish = stop_before_publish
+        maildir.move_to_new = stop_before_publish
     else:
         raise SystemExit(f"unknown kill point {point!r}")
 

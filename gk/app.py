@@ -17,6 +17,7 @@ from twisted.logger import Logger
 
 from gk.accounts import AccountService, normalize_domain
 from gk.config import Config
+from gk.delivery.dkim_sign import DKIMSigner, key_directory
 from gk.errors import GkError
 from gk.events import EventBus
 from gk.mailauth import MailAuthenticator
@@ -54,7 +55,8 @@ class GkApp:
         mailstore = MailStore(db, config.mail_dir, events, reactor)
         accounts = AccountService(db, mailstore, reactor)
         metrics = Metrics()
-        queue = DeliveryQueue(db, config.spool_dir)
+        signer = DKIMSigner(key_directory(config.server.data_dir))
+        queue = DeliveryQueue(db, config.spool_dir, sign=signer.sign)
         security = Security(
             config.security,
             reactor,

@@ -186,11 +186,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
 
 def build_parser() -> Parser:
-    """Every subcommand of ``interface.md`` (except queue, dkim and dns, still to come)."""
+    """Every subcommand of ``interface.md`` (except queue, still to come)."""
     parser = Parser(
         prog="gk",
         description="Manage a gk instance: config, database, users, aliases, domains, "
-        "API tokens and app passwords.",
+        "API tokens, app passwords, DKIM keys and the DNS records to publish.",
     )
     parser.add_argument("--config", metavar="FILE", help="the gk config file (default: $GK_CONFIG)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -217,6 +217,9 @@ def build_parser() -> Parser:
         cmd.app_password_list,
         cmd.app_password_revoke,
     )
+    _add_queue(commands)
+    _add_dkim(commands)
+    _add_dns(commands)
     return parser
 
 
@@ -339,3 +342,51 @@ def _add_credentials(
     p.add_argument("email")
     p.add_argument("name")
     p.set_defaults(action=Online(revoke))
+
+
+def _add_queue(commands: Subparsers) -> None:
+    queue = _group(commands, "queue", "look at and manage the outbound mail queue")
+    queue.add_parser(
+        "list",
+        help="list queued messages: id, age, size, sender, and each recipient's state",
+    ).set_defaults(action=Online(cmd.queue_list))
+    retry = queue.add_parser("retry", help="make the deferred recipients of message ID due now")
+    retry.add_argument("queue_id", metavar="ID")
+    retry.set_defaults(action=Online(cmd.queue_retry))
+    delete = queue.add_parser(
+        "delete", help="remove message ID from the queue, undelivered (no bounce is sent)"
+    )
+    delete.add_argument("queue_id", metavar="ID")
+    delete.set_defaults(action=Online(cmd.queue_delete))
+
+
+def _add_dkim(commands: Subparsers) -> None:
+    dkim = _group(commands, "dkim", "manage the DKIM keys that sign outbound mail")
+    p = dkim.add_parser(
+        "keygen",
+        help="make a signing key for DOMAIN and print its DNS record",
+        description="Make a DKIM signing key for the local domain DOMAIN under "
+        "data_dir/dkim/DOMAIN/ and print the TXT record to publish. The server signs with "
+        "it from the next message on: publish the record right away.",
+    )
+    p.add_argument("domain")
+    p.add_argument(
+        "--algorithm",
+        choices=("rsa", "ed25519"),
+        default="rsa",
+        help="rsa (the default; every receiver checks it) or ed25519 (a second signature)",
+    )
+    p.add_argument("--selector", help="the key's name in DNS (default: gk for RSA, gked)")
+    p.add_argument("--bits", type=int, metavar="N", help="RSA key size, 2048 (default) to 4096")
+    p.set_defaults(action=Online(cmd.dkim_keygen))
+
+
+def _add_dns(commands: Subparsers) -> None:
+    p = commands.add_parser(
+        "dns",
+        help="print the DNS records to publish for DOMAIN (zone-file lines)",
+        description="Print every DNS record to publish for the local domain DOMAIN as "
+        "zone-file lines: MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT, autoconfig and SRV.",
+    )
+    p.add_argument("domain")
+    p.set_defaults(action=Online(cmd.dns))

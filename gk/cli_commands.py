@@ -340,3 +340,101 @@ async def app_password_revoke(app: GkApp, args: argparse.Namespace) -> None:
 
     await app.accounts.revoke_app_password(args.email, args.name)
     print(f"revoked app password {args.name!r} of {normalize_address(args.email)}")
+
+
+# -- online: DKIM keys and DNS records --------------------------------------------
+
+
+# -- queue -----------------------------------------------------------------
+
+
+async def queue_list(app: GkApp, args: argparse.Namespace) -> None:
+    """One line per message, then one indented line per recipient."""
+    from gk.storage import queue_store
+
+    entries = await app.db.read(queue_store.list_queue)
+    if not entries:
+        print("the queue is empty")
+        return
+    for entry in entries:
+        print(
+            f"{entry.queue_id}  {format_time(entry.created)}  {format_size(entry.size)}  "
+            f"from=<{entry.sender}>"
+        )
+        for address, state, attempts, next_attempt, error in entry.recipients:
+            due = f"  next={format_time(next_attempt)}" if state in ("pending", "deferred") else ""
+            reason = f"  ({error})" if error else ""
+            print(f"    {address}  {state}  attempts={attempts}{due}{reason}")
+
+
+async def queue_retry(app: GkApp, args: argparse.Namespace) -> None:
+    """
+    Make a message's deferred recipients due now; the running server takes
+    them at its next round (within a minute).
+    """
+    from gk.storage import queue_store
+
+    queue_id = args.queue_id.strip().upper()
+    now = datetime.datetime.now(datetime.UTC)
+    try:
+        count = await app.db.write(lambda s: queue_store.retry_now(s, queue_id, now))
+    except LookupError:
+        raise GkError(f"no message {queue_id} in the queue (see: gk queue list)") from None
+    print(f"{queue_id}: {count} deferred recipient(s) due now")
+
+
+async def queue_delete(app: GkApp, args: argparse.Namespace) -> None:
+    """Remove a message and its spool file; it is not delivered, nobody is told."""
+    from gk.storage import queue_store
+
+    queue_id = args.queue_id.strip().upper()
+    try:
+        await app.db.write(lambda s: queue_store.delete_queued(s, queue_id))
+    except LookupError:
+        raise GkError(f"no message {queue_id} in the queue (see: gk queue list)") from None
+    app.queue.path_of(queue_id).unlink(missing_ok=True)
+    print(f"{queue_id}: deleted")
+
+
+async def _local_domain(app: GkApp, name: str) -> str:
+    """
+    C{name} normalised (lower case, A-labels).
+
+    @raise GkError: it is not a domain, or not a local one.
+    """
+    from gk.accounts import normalize_domain
+
+    domain = normalize_domain(name)
+    if not await app.accounts.is_local_domain(domain):
+        raise GkError(f"{domain} is not a local domain (see: gk domain list)")
+    return domain
+
+
+async def dkim_keygen(app: GkApp, args: argparse.Namespace) -> None:
+    """
+    Make a DKIM key for a local domain and print its record: its name,
+    its TXT value, and the two as one zone-file line.
+    """
+    from gk.delivery.dkim_sign import generate_key, key_directory
+    from gk.delivery.dns_records import Record, zone_line
+
+    domain = await _local_domain(app, args.domain)
+    key = generate_key(
+        key_directory(app.config.server.data_dir), domain, args.algorithm, args.selector, args.bits
+    )
+    print(f"created DKIM key {key.path} ({key.algorithm}, {key.bits} bits)")
+    print(f"name: {key.dns_name}")
+    print(f"value: {key.dns_value}")
+    print(f"zone: {zone_line(Record(key.dns_name, 'TXT', key.dns_value))}")
+
+
+async def dns(app: GkApp, args: argparse.Namespace) -> None:
+    """Print every record to publish for a local domain, as zone-file lines."""
+    from gk.delivery.dkim_sign import key_directory, read_keys
+    from gk.delivery.dns_records import domain_records, zone_lines
+
+    domain = await _local_domain(app, args.domain)
+    keys, problems = read_keys(key_directory(app.config.server.data_dir), domain)
+    entries = domain_records(domain, app.config, keys, [str(p) for p in problems])
+    for line in zone_lines(entries):
+        print(line)

@@ -88,7 +88,50 @@ class DNSConfig:
 
 @dataclass(frozen=True)
 class DeliveryConfig:
+    """The outbound queue: routing, TLS, retries (times in seconds)."""
+
+    #: Run the delivery worker in this process (one process per database).
+    worker: bool = True
+    #: "host:port" of a relay that takes every outgoing message; "" = MX lookup.
     smarthost: str = ""
+    smarthost_username: str = ""
+    smarthost_password: str = ""
+    #: How to reach the smarthost: "starttls" (required), "implicit" or "none".
+    smarthost_tls: str = "starttls"
+    #: The port of remote MX hosts (25; another only for tests or odd networks).
+    mx_port: int = 25
+    #: Domains whose MX must offer TLS with a certificate valid for its name.
+    require_tls_domains: list[str] = field(default_factory=list)
+    #: Honour the MTA-STS policies (RFC 8461) that domains publish.
+    mta_sts: bool = True
+    #: A PEM bundle of CAs for verified TLS; "" = the system's.
+    ca_file: str = ""
+    first_retry: float = 120.0
+    max_retry_interval: float = 3600.0
+    max_lifetime: float = 5 * 86400.0
+    delay_warning: float = 4 * 3600.0
+    #: Outbound connections at once (one per destination domain at a time).
+    concurrency: int = 20
+    connect_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.smarthost_tls not in ("starttls", "implicit", "none"):
+            raise ValueError('smarthost_tls must be "starttls", "implicit" or "none"')
+        if not 0 < self.mx_port < 65536:
+            raise ValueError("mx_port must be a port number")
+        for key in ("first_retry", "max_retry_interval", "max_lifetime", "connect_timeout"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"{key} must be positive")
+        if self.max_retry_interval < self.first_retry:
+            raise ValueError("max_retry_interval must be at least first_retry")
+        if self.delay_warning < 0:
+            raise ValueError("delay_warning must not be negative (0: no warnings)")
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if bool(self.smarthost_username) != bool(self.smarthost_password):
+            raise ValueError("smarthost_username and smarthost_password go together")
+        if self.smarthost_username and self.smarthost_tls == "none":
+            raise ValueError('a smarthost password is never sent without TLS: smarthost_tls "none"')
 
 
 @dataclass(frozen=True)

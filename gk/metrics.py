@@ -43,6 +43,18 @@ class Metrics:
             "Messages stored in a local mailbox",
             registry=self.registry,
         )
+        self.outbound = Counter(
+            "gk_outbound_deliveries",
+            "Outbound delivery attempts by recipient outcome (sent, deferred, bounced, failed)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.queue_recipients = Gauge(
+            "gk_queue_recipients",
+            "Recipients in the outbound queue by state, after the last delivery round",
+            ["state"],
+            registry=self.registry,
+        )
         self.http_requests = Counter(
             "gk_http_requests", "HTTP requests by status class", ["status"], registry=self.registry
         )

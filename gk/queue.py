@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from twisted.internet.threads import deferToThread
@@ -39,9 +40,21 @@ class DeliveryQueue:
 
     log = Logger()
 
-    def __init__(self, db: Database, spool_dir: Path) -> None:
+    def __init__(
+        self,
+        db: Database,
+        spool_dir: Path,
+        sign: Callable[[bytes], bytes] | None = None,
+    ) -> None:
+        """
+        @param sign: adds DKIM signatures to a message (blocking; run in a
+            thread before the message is spooled), see L{DKIMSigner.sign}.
+        """
         self.db = db
         self.spool_dir = spool_dir
+        self._sign = sign
+        #: Called after each enqueue (the delivery worker's wake-up).
+        self.on_enqueue: Callable[[], None] | None = None
 
     def path_of(self, queue_id: str) -> Path:
         return self.spool_dir / queue_id
@@ -65,11 +78,11 @@ class DeliveryQueue:
         @return: the queue id.
         """
         queue_id = queue_id or new_queue_id()
-        await deferToThread(self._write_spool, queue_id, message)
+        size = await deferToThread(self._write_spool, queue_id, message)
         try:
             await self.db.write(
                 lambda s: queue_store.add_message(
-                    s, queue_id, sender, recipients, len(message), user_id, smtputf8
+                    s, queue_id, sender, recipients, size, user_id, smtputf8
                 )
             )
         except BaseException:
@@ -81,9 +94,14 @@ class DeliveryQueue:
             sender=sender,
             count=len(recipients),
         )
+        if self.on_enqueue is not None:
+            self.on_enqueue()
         return queue_id
 
-    def _write_spool(self, queue_id: str, message: bytes) -> None:
+    def _write_spool(self, queue_id: str, message: bytes) -> int:
+        """Sign C{message} if a signer is set, spool it durably; its size."""
+        if self._sign is not None:
+            message = self._sign(message)
         tmp_dir = self.spool_dir / "tmp"
         tmp_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = tmp_dir / queue_id
@@ -107,6 +125,7 @@ class DeliveryQueue:
             raise
         os.rename(tmp, final)
         fsync_dir(self.spool_dir)
+        return len(message)
 
     async def counts(self) -> dict[str, int]:
         return await self.db.read(queue_store.count_by_state)

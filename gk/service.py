@@ -17,11 +17,13 @@ from types import FrameType
 from typing import Any
 
 from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.logger import ILogObserver, Logger
 from twisted.python.components import Componentized
 
 from gk.app import GkApp
+from gk.delivery.service import build_delivery_worker
 from gk.events import MailDelivered
 from gk.listeners import BoundListener, ListenerService
 from gk.logging import make_observer
@@ -144,6 +146,8 @@ class GkService(MultiService):
             )
             listener.setServiceParent(self)
             self.listeners.append(listener)
+        if app.config.delivery.worker:
+            build_delivery_worker(app).setServiceParent(self)
         ReloadOnSIGHUP(app).setServiceParent(self)
 
     def listener_status(self) -> list[tuple[str, str, bool, BoundListener | None]]:
@@ -168,10 +172,24 @@ class GkService(MultiService):
             self.log.info, "gk started: {count} listener(s)", count=len(self.listeners)
         )
 
-    def stopService(self) -> Any:
+    def stopService(self) -> Deferred[None]:
+        """
+        Stop the children one after the other, last started first, each
+        after the one before has finished: listeners close, the delivery
+        worker ends its round, and the database stops last.  (MultiService
+        would stop them all at once, the database under running work.)
+        """
         self.log.info("gk stopping: closing listeners, then storage")
         self.app.metrics.listeners.clear()
-        return super().stopService()
+        Service.stopService(self)
+        return Deferred.fromCoroutine(self._stop_children())
+
+    async def _stop_children(self) -> None:
+        for child in reversed(list(self)):
+            try:
+                await maybeDeferred(child.stopService)
+            except Exception:
+                self.log.failure("stopping {name} failed", name=child.name)
 
 
 def make_service(app: GkApp) -> IService:

@@ -241,6 +241,39 @@ class GkProcess:
         )
 
 
+def add_user_with_cli(config: Path, email: str, password: str) -> None:
+    """C{gk user add EMAIL --password-stdin}, as an operator does before the first start."""
+    result = subprocess.run(
+        [
+            str(TWISTD.parent / "gk"),
+            "--config",
+            str(config),
+            "user",
+            "add",
+            email,
+            "--password-stdin",
+        ],
+        input=password + "\n",
+        capture_output=True,
+        text=True,
+        env=clean_environ(),
+        timeout=DEADLINE,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def start_serving(config: Path, role: str) -> tuple[GkProcess, int]:
+    """twistd on C{config}; the port of C{role}'s listener once it serves (signals handled)."""
+    gk = spawn_gk(config, config.parent)
+    try:
+        listening = gk.wait_for_listening(role)
+        gk.wait_for_serving()
+    except BaseException:
+        gk.stop(signal.SIGKILL)
+        raise
+    return gk, listening.port
+
+
 def format_json_event(event: dict[str, Any]) -> str:
     """The text of a JSON log event, formatted the way the text observer would."""
     from twisted.logger import formatEvent

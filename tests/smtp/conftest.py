@@ -140,6 +140,9 @@ async def mail_server(
         'tls_listen = ["tcp:0:interface=127.0.0.1"]',
     )
     text = text.replace("[smtp]\n", "[smtp]\nmax_message_size = 100000\n")
+    # These tests look at the queue as submission leaves it; the delivery
+    # worker's own tests are in tests/delivery.
+    text += "\n[delivery]\nworker = false\n"
     config_file.write_text(text + "\n" + textwrap.dedent(mail_server_config_extra))
     config = load_config(config_file, environ={})
     app = GkApp.build(config, reactor)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import signal
 import smtplib
-import subprocess
 import sys
 import threading
 import time
@@ -32,7 +31,13 @@ from gk.storage import mail_index, maildir
 from gk.storage.database import Database
 from gk.tls import write_self_signed
 from tests.dnsserver import DNSTestServer
-from tests.helpers import DEADLINE, GkProcess, clean_environ, spawn_gk, write_server_config
+from tests.helpers import (
+    DEADLINE,
+    GkProcess,
+    add_user_with_cli,
+    start_serving,
+    write_server_config,
+)
 from tests.smtp.conftest import in_thread
 
 GK = str(Path(sys.executable).parent / "gk")
@@ -109,28 +114,11 @@ class Load:
 
 
 def add_user(config: Path) -> None:
-    """C{gk user add}, as an operator does before the first start."""
-    result = subprocess.run(
-        [GK, "--config", str(config), "user", "add", RECIPIENT, "--password-stdin"],
-        input="a long enough password\n",
-        capture_output=True,
-        text=True,
-        env=clean_environ(),
-        timeout=DEADLINE,
-    )
-    assert result.returncode == 0, result.stderr
+    add_user_with_cli(config, RECIPIENT, "a long enough password")
 
 
 def start(config: Path) -> tuple[GkProcess, int]:
-    """twistd on the config; its MX port, once it serves (signals handled)."""
-    gk = spawn_gk(config, config.parent)
-    try:
-        smtp = gk.wait_for_listening("smtp")
-        gk.wait_for_serving()
-    except BaseException:
-        gk.stop(signal.SIGKILL)
-        raise
-    return gk, smtp.port
+    return start_serving(config, "smtp")
 
 
 def load_and_kill(config: Path, run: str) -> Load:

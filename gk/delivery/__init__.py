@@ -1,0 +1,1 @@
+"""Outbound delivery: handing messages to remote MX hosts and smarthosts."""

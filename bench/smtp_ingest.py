@@ -191,12 +191,13 @@ def write_config(directory: Path, dns_address: str, database_url: str | None) ->
 
 class ServerLog:
     """
-    Reads the server's output in a thread: keeps the lines, notes the MX
-    port, and sets L{ready} once the reactor runs ("gk started", from then
+    Reads the server's output in a thread: keeps the lines, notes the port
+    of the C{role} listener, and sets L{ready} once the reactor runs ("gk started", from then
     on SIGTERM is handled) or the output ends.
     """
 
-    def __init__(self, process: subprocess.Popen[str]) -> None:
+    def __init__(self, process: subprocess.Popen[str], role: str = "smtp") -> None:
+        self.marker = f"{role} listening on "
         self.lines: list[str] = []
         self.port: int | None = None
         self.started = False
@@ -209,7 +210,7 @@ class ServerLog:
         try:
             for line in process.stdout:
                 self.lines.append(line.rstrip("\n"))
-                if self.port is None and "smtp listening on " in line:
+                if self.port is None and self.marker in line:
                     self.port = int(line.rsplit(":", 1)[1].split()[0])
                 elif "gk started:" in line:
                     self.started = True

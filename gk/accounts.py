@@ -98,12 +98,17 @@ class RouteCache:
     a database trip per RCPT (as Dovecot's auth cache does for logins).
 
     Only positive answers are kept, for L{ttl} seconds: an address added
-    anywhere (also by the CLI, another process) is found at once, and a
-    refusal at RCPT (a permanent 550) never comes from a stale entry.  A
-    change made in this process clears the cache; one made by another
-    process is seen within L{ttl} seconds, and until then mail still goes
-    to the old route (a deleted account's delivery fails with a temporary
-    error, so nothing is lost).
+    anywhere (also by the CLI, another process) in a known domain is found
+    at once, and a refusal at RCPT (a permanent 550) never comes from a
+    stale entry.  A change made in this process clears the cache; one made
+    by another process is seen within L{ttl} seconds, and until then mail
+    still goes to the old route (a deleted account's delivery fails with a
+    temporary error, so nothing is lost).
+
+    It also keeps the set of local domains for L{ttl} seconds, so that mail
+    to other domains (most of what users send) is routed without a
+    database trip; a domain added by another process is local within
+    L{ttl} seconds (Postfix needs a reload for that).
     """
 
     def __init__(
@@ -113,6 +118,16 @@ class RouteCache:
         self.max_entries = max_entries
         self._clock = clock
         self._entries: dict[str, tuple[float, Resolution]] = {}
+        self._domains: tuple[float, frozenset[str]] | None = None
+
+    def local_domains(self) -> frozenset[str] | None:
+        """The local domains, if read less than L{ttl} seconds ago."""
+        if self._domains is None or self._clock() >= self._domains[0]:
+            return None
+        return self._domains[1]
+
+    def set_local_domains(self, domains: frozenset[str]) -> None:
+        self._domains = (self._clock() + self.ttl, domains)
 
     def get(self, address: str) -> Resolution | None:
         entry = self._entries.get(address)
@@ -134,6 +149,7 @@ class RouteCache:
 
     def clear(self) -> None:
         self._entries.clear()
+        self._domains = None
 
 
 class AccountService(Service):
@@ -308,6 +324,12 @@ class AccountService(Service):
         cached = self.routes.get(normalized)
         if cached is not None:
             return cached
+        domains = self.routes.local_domains()
+        if domains is None:
+            domains = frozenset(await self.db.read(store.list_domains))
+            self.routes.set_local_domains(domains)
+        if normalized.rpartition("@")[2] not in domains:
+            return Resolution((), (normalized,), local_domain=False)
         resolution = await self.db.read(lambda s: self._resolve(s, normalized))
         self.routes.put(normalized, resolution)
         return resolution

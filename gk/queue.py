@@ -80,7 +80,8 @@ class DeliveryQueue:
         queue_id = queue_id or new_queue_id()
         size = await deferToThread(self._write_spool, queue_id, message)
         try:
-            await self.db.write(
+            # Enqueues made at the same time share one commit.
+            await self.db.write_together(
                 lambda s: queue_store.add_message(
                     s, queue_id, sender, recipients, size, user_id, smtputf8
                 )
@@ -88,7 +89,8 @@ class DeliveryQueue:
         except BaseException:
             self.path_of(queue_id).unlink(missing_ok=True)
             raise
-        self.log.info(
+        # The SMTP session logs the message; this is the queue's detail.
+        self.log.debug(
             "{queue_id}: queued from=<{sender}> for {count} remote recipient(s)",
             queue_id=queue_id,
             sender=sender,

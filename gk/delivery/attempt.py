@@ -30,6 +30,7 @@ from twisted.logger import Logger
 from gk.delivery.client import SMTPClient, SMTPClientError
 from gk.delivery.connect import UnverifiedClientTLS, connect_smtp
 from gk.delivery.mtasts import MTASTSResolver, tls_requirement
+from gk.delivery.pool import ConnectionCache
 from gk.delivery.replies import Reply
 from gk.delivery.routing import MXHost, RouteError
 
@@ -105,6 +106,7 @@ class DomainDelivery:
         self.settings = settings
         self._find_hosts = find_hosts
         self._mta_sts = mta_sts
+        self._connections = ConnectionCache(reactor)
 
     async def deliver(self, domain: str, jobs: list[Job]) -> None:
         """Attempt every job; afterwards each recipient of each job has a verdict."""
@@ -179,11 +181,20 @@ class DomainDelivery:
     async def _over_one_connection(
         self, host: str, address: str, verified: bool, jobs: list[Job]
     ) -> None:
-        client = await self._open(host, address, verified, starttls=True)
+        key = (host, address, verified)
+        client = await self._connections.take(key)
+        if client is None:
+            client = await self._open(host, address, verified, starttls=True)
         try:
             await self._send_all(client, host, jobs)
-        finally:
+        except BaseException:
             await client.quit()
+            raise
+        self._connections.give(key, client)
+
+    def close(self) -> None:
+        """Close the idle connections (when the worker stops)."""
+        self._connections.close_all()
 
     async def _open(self, host: str, address: str, verified: bool, starttls: bool) -> SMTPClient:
         settings = self.settings

@@ -28,7 +28,6 @@ rather than dated ones like C{gk202611}:
 from __future__ import annotations
 
 import base64
-import logging
 import os
 import re
 import secrets
@@ -38,12 +37,13 @@ from email.utils import getaddresses
 from pathlib import Path
 from typing import Literal
 
-import dkim as dkimpy  # type: ignore[import-untyped]
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from twisted.logger import Logger
 
+from gk.delivery import dkim_core
+from gk.delivery.dkim_core import SigningKey
 from gk.errors import GkError
 from gk.mailauth.dmarc import header_values
 from gk.mailauth.resolver import a_label
@@ -92,10 +92,6 @@ _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _DOMAIN = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})+")
 _SELECTOR = re.compile(rf"(?=.{{1,200}}$){_LABEL}(?:\.{_LABEL})*")
 
-_dkimpy_log = logging.getLogger("gk.delivery.dkimpy")
-_dkimpy_log.addHandler(logging.NullHandler())
-_dkimpy_log.propagate = False
-
 
 class DKIMKeyError(GkError):
     """A key cannot be made or used; the message says which and why."""
@@ -121,6 +117,8 @@ class DKIMKey:
     path: Path
     private: bytes = field(repr=False)
     public: bytes = field(repr=False)
+    #: The key as C{cryptography} holds it, which L{dkim_core.sign} uses.
+    signing_key: SigningKey | None = field(default=None, repr=False, compare=False)
 
     @property
     def signature_algorithm(self) -> bytes:
@@ -256,7 +254,7 @@ def load_key(path: Path) -> DKIMKey:
         public = key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        return DKIMKey(domain, selector, "rsa", key.key_size, path, private, public)
+        return DKIMKey(domain, selector, "rsa", key.key_size, path, private, public, key)
     if isinstance(key, ed25519.Ed25519PrivateKey):
         seed = key.private_bytes(
             serialization.Encoding.Raw,
@@ -266,7 +264,7 @@ def load_key(path: Path) -> DKIMKey:
         public = key.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
-        return DKIMKey(domain, selector, "ed25519", 256, path, base64.b64encode(seed), public)
+        return DKIMKey(domain, selector, "ed25519", 256, path, base64.b64encode(seed), public, key)
     raise DKIMKeyError(f"DKIM key {path} is neither RSA nor Ed25519")
 
 
@@ -456,7 +454,7 @@ class DKIMSigner:
         BLOCKING (file system, RSA): run it in a thread.
 
         @return: the signed message, or C{message} itself when it is not to
-            be signed (no From domain, no key, a header dkimpy cannot
+            be signed (no From domain, no key, a header that cannot
             parse).  Never raises for a bad key or message: a message is
             never lost or refused for want of a signature.
         """
@@ -468,24 +466,19 @@ class DKIMSigner:
             return message
         first_line = message.split(b"\n", 1)[0]
         linesep = b"\r\n" if first_line.endswith(b"\r") else b"\n"
-        try:
-            signer = dkimpy.DKIM(message, logger=_dkimpy_log, linesep=linesep)
-        except dkimpy.DKIMException as e:
-            self.log.warn(
-                "not DKIM-signing a message for {domain}: {error}", domain=domain, error=str(e)
-            )
-            return message
-        include = fields_to_sign([name for name, _value in signer.headers])
+        fields, _body = dkim_core.split_message(message)
+        include = fields_to_sign([field.partition(b":")[0].strip() for field in fields])
         signatures: list[bytes] = []
         for key in keys:
+            assert key.signing_key is not None
             try:
-                signature = signer.sign(
-                    key.selector.encode(),
-                    domain.encode(),
-                    key.private,
-                    signature_algorithm=key.signature_algorithm,
-                    canonicalize=(b"relaxed", b"relaxed"),
-                    include_headers=include,
+                signature = dkim_core.sign(
+                    message,
+                    domain=domain,
+                    selector=key.selector,
+                    key=key.signing_key,
+                    names=include,
+                    linesep=linesep,
                 )
             except Exception:
                 self.log.failure("DKIM signing with {path} failed", path=str(key.path))

@@ -85,5 +85,5 @@ def build_delivery_worker(app: GkApp) -> DeliveryWorker:
         config.server.hostname,
         app.metrics,
     )
-    app.queue.on_enqueue = worker.wake
+    app.queue.on_enqueue = worker.notify
     return worker

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import datetime
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -56,6 +56,12 @@ from gk.storage.queue_store import Claimed, Outcome
 BATCH = 1000
 #: The longest the worker sleeps while something may be waiting.
 SWEEP_SECONDS = 60.0
+#: Spool files up to this size are read ahead, all of one attempt in one go.
+PRELOAD_MAX_BYTES = 1024 * 1024
+#: How long newly queued mail waits to be claimed with what comes next.
+COALESCE_SECONDS = 0.02
+#: The queue gauges are counted at most this often.
+GAUGE_SECONDS = 5.0
 #: How long a stop waits for the attempts under way.
 STOP_GRACE_SECONDS = 10.0
 
@@ -99,9 +105,10 @@ class DeliveryWorker(Service):
         self._again = False
         self._recovered = False
         #: One per domain attempt under way (each holds its recipients "sending").
-        self._attempts: set[Deferred[None]] = set()
+        self._attempts: set[Deferred[bool]] = set()
         self._semaphore = DeferredSemaphore(config.concurrency)
         self._slot_waiters: list[Deferred[None]] = []
+        self._gauges_at = float("-inf")
 
     # -- service -------------------------------------------------------------
 
@@ -119,6 +126,7 @@ class DeliveryWorker(Service):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        self.delivery.close()
         busy = [d for d in (self._dispatching, *self._attempts) if d is not None]
         if not busy:
             return None
@@ -137,6 +145,22 @@ class DeliveryWorker(Service):
         done.addTimeout(STOP_GRACE_SECONDS, self._reactor)
         done.addErrback(gave_up)
         return done
+
+    def notify(self) -> None:
+        """
+        Mail was queued: claim soon, after L{COALESCE_SECONDS}, so that
+        messages queued together are claimed, and sent, together.
+        """
+        if not self.running:
+            return
+        if self._dispatching is not None:
+            self._again = True
+            return
+        if self._timer is not None and self._timer.active():
+            if self._timer.getTime() <= self._reactor.seconds() + COALESCE_SECONDS:
+                return
+            self._timer.cancel()
+        self._timer = self._reactor.callLater(COALESCE_SECONDS, self.wake)
 
     def wake(self) -> None:
         """Claim what is due now (or right after the claiming under way)."""
@@ -215,7 +239,7 @@ class DeliveryWorker(Service):
             await self._update_gauges()
 
     def _start_attempt(self, domain: str, items: list[Claimed]) -> None:
-        attempt = self._semaphore.run(self._domain, domain, items)
+        attempt: Deferred[bool] = self._semaphore.run(self._domain, domain, items)
         self._attempts.add(attempt)
 
         def ended(result: object) -> None:
@@ -226,7 +250,7 @@ class DeliveryWorker(Service):
             if isinstance(result, Failure):
                 # Its recipients stay "sending" until the next start.
                 self._failed(result, f"delivery to {domain}")
-            elif self.running and self._dispatching is None:
+            elif result and self.running and self._dispatching is None:
                 # Retries it deferred may be due before the timer.
                 Deferred.fromCoroutine(self._schedule()).addErrback(
                     self._failed, "scheduling deliveries"
@@ -237,7 +261,8 @@ class DeliveryWorker(Service):
     def _claim(self, session: Session) -> list[Claimed]:
         return queue_store.claim_due(session, self.clock(), BATCH)
 
-    async def _domain(self, domain: str, claimed: list[Claimed]) -> None:
+    async def _domain(self, domain: str, claimed: list[Claimed]) -> bool:
+        """One attempt for C{claimed} (all in C{domain}); whether any was deferred."""
         jobs: dict[int, Job] = {}
         for item in claimed:
             job = jobs.get(item.message_id)
@@ -246,6 +271,12 @@ class DeliveryWorker(Service):
                     item.queue_id, item.sender, {}, item.smtputf8, self._loader(item.queue_id)
                 )
             job.recipients[item.recipient_id] = item.address
+        # The small messages' files in one trip to a thread, not one each.
+        small = [item.queue_id for item in claimed if item.size <= PRELOAD_MAX_BYTES]
+        preloaded = await deferToThread(self._read_spool_files, list(dict.fromkeys(small)))
+        for job in jobs.values():
+            if job.queue_id in preloaded:
+                job.load = _ready(preloaded[job.queue_id])
         try:
             await self.delivery.deliver(domain, list(jobs.values()))
         except Exception as e:  # a bug: never leave recipients "sending"
@@ -254,13 +285,24 @@ class DeliveryWorker(Service):
                 for recipient_id in job.recipients:
                     job.verdicts.setdefault(recipient_id, Verdict("transient", str(e), "4.3.0"))
         verdicts = {rid: v for job in jobs.values() for rid, v in job.verdicts.items()}
-        await self._record(claimed, verdicts)
+        return await self._record(claimed, verdicts)
+
+    def _read_spool_files(self, queue_ids: list[str]) -> dict[str, bytes]:
+        """The spool files that are there (blocking)."""
+        found: dict[str, bytes] = {}
+        for queue_id in queue_ids:
+            try:
+                found[queue_id] = self.queue.path_of(queue_id).read_bytes()
+            except OSError:
+                continue  # the attempt reports it when it loads the file itself
+        return found
 
     def _loader(self, queue_id: str) -> Callable[[], Deferred[bytes]]:
         path = self.queue.path_of(queue_id)
         return lambda: deferToThread(path.read_bytes)
 
-    async def _record(self, claimed: list[Claimed], verdicts: dict[int, Verdict]) -> None:
+    async def _record(self, claimed: list[Claimed], verdicts: dict[int, Verdict]) -> bool:
+        """Commit the outcomes, report failures; whether any recipient was deferred."""
         now = self.clock()
         outcomes: list[Outcome] = []
         failed: list[tuple[Claimed, Verdict]] = []
@@ -273,7 +315,17 @@ class DeliveryWorker(Service):
                 failed.append((item, verdict))
             elif state == "deferred" and self._warn_now(item, now):
                 delayed.append((item, verdict))
-        await self.db.write(lambda s: queue_store.record(s, outcomes, now))
+        message_ids = [item.message_id for item in claimed]
+        reports_due = bool(failed or delayed)
+
+        def record(session: Session) -> list[str]:
+            queue_store.record(session, outcomes, now)
+            if reports_due:
+                return []  # removed after the reports, which need the spool file
+            return queue_store.delete_messages(session, queue_store.finished(session, message_ids))
+
+        # Attempts ending together (one per domain) share one commit.
+        removed = await self.db.write_together(record)
         for item, outcome in zip(claimed, outcomes, strict=True):
             # Logged once committed: a log line never claims more than the queue.
             self.log.info(
@@ -285,12 +337,16 @@ class DeliveryWorker(Service):
             )
             if self.metrics is not None:
                 self.metrics.outbound.labels(outcome.state).inc()
-        await self._report(failed, "failed")
-        if delayed:
-            await self._report(delayed, "delayed")
-            ids = [item.recipient_id for item, _ in delayed]
-            await self.db.write(lambda s: queue_store.mark_delay_warned(s, ids))
-        await self._remove_finished([item.message_id for item in claimed])
+        if reports_due:
+            await self._report(failed, "failed")
+            if delayed:
+                await self._report(delayed, "delayed")
+                ids = [item.recipient_id for item, _ in delayed]
+                await self.db.write(lambda s: queue_store.mark_delay_warned(s, ids))
+            await self._remove_finished(message_ids)
+        else:
+            self._unlink(removed)
+        return any(outcome.state == "deferred" for outcome in outcomes)
 
     def _next_state(
         self, item: Claimed, verdict: Verdict, now: datetime.datetime
@@ -366,19 +422,33 @@ class DeliveryWorker(Service):
             done = queue_store.finished(session, message_ids)
             return queue_store.delete_messages(session, done)
 
-        for queue_id in await self.db.write(remove):
-            self.queue.path_of(queue_id).unlink(missing_ok=True)
-            self.log.info("{queue_id}: removed (delivery complete)", queue_id=queue_id)
+        self._unlink(await self.db.write(remove))
+
+    def _unlink(self, queue_ids: list[str]) -> None:
+        """Remove finished messages' spool files (in a thread; a leftover is harmless)."""
+        if not queue_ids:
+            return
+        paths = [self.queue.path_of(queue_id) for queue_id in queue_ids]
+
+        def unlink_all() -> None:
+            for path in paths:
+                path.unlink(missing_ok=True)
+
+        deferToThread(unlink_all).addErrback(self._failed, "removing spool files")
+        for queue_id in queue_ids:
+            self.log.debug("{queue_id}: removed (delivery complete)", queue_id=queue_id)
 
     async def _update_gauges(self) -> None:
-        if self.metrics is None:
+        now = self._reactor.seconds()
+        if self.metrics is None or now - self._gauges_at < GAUGE_SECONDS:
             return
+        self._gauges_at = now
         counts = await self.queue.counts()
         for state, count in counts.items():
             self.metrics.queue_recipients.labels(state).set(count)
 
 
-def _observe(deferred: Deferred[None]) -> Deferred[None]:
+def _observe(deferred: Deferred[Any]) -> Deferred[None]:
     """A Deferred that fires when C{deferred} does, leaving its result alone."""
     observer: Deferred[None] = Deferred()
 
@@ -388,3 +458,12 @@ def _observe(deferred: Deferred[None]) -> Deferred[None]:
 
     deferred.addBoth(fire)
     return observer
+
+
+async def _ready_bytes(data: bytes) -> bytes:
+    return data
+
+
+def _ready(data: bytes) -> Callable[[], Awaitable[bytes]]:
+    """A Job loader for content already read."""
+    return lambda: _ready_bytes(data)

@@ -14,7 +14,7 @@ threads against the WAL.  PostgreSQL gets one larger pool for both.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from twisted.application.service import Service
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
@@ -78,6 +79,10 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+#: A call waiting for L{Database.write_together}, and where its result goes.
+_Grouped = tuple[Callable[[Session], Any], Deferred[Any]]
+
+
 class Database(Service):
     """
     The engine plus its thread pools, started and stopped with the service
@@ -102,6 +107,8 @@ class Database(Service):
             self._read_sessions = self._write_sessions
             self._writer = ThreadPool(1, 12, name="gk-db")
             self._reader = self._writer
+        self._grouped: list[_Grouped] = []
+        self._group_busy = False
 
     @property
     def dialect(self) -> str:
@@ -149,6 +156,57 @@ class Database(Service):
     async def write(self, fn: Callable[[Session], T]) -> T:
         """Run C{fn(session)} in the writer thread in one transaction."""
         return await self._defer(self._writer, self._run, fn, True)
+
+    async def write_together(self, fn: Callable[[Session], T]) -> T:
+        """
+        L{write}, except that the calls made while an earlier group is in
+        the writer share one transaction: one commit (on SQLite one fsync)
+        for all of them.  If the shared transaction fails, each C{fn} is
+        run again in a transaction of its own, so that an error is only
+        its caller's: C{fn} must be safe to run twice (its first run was
+        rolled back).
+        """
+        done: Deferred[Any] = Deferred()
+        self._grouped.append((fn, done))
+        self._next_group()
+        result: T = await done
+        return result
+
+    def _next_group(self) -> None:
+        if self._group_busy or not self._grouped:
+            return
+        batch, self._grouped = self._grouped, []
+        self._group_busy = True
+        Deferred.fromCoroutine(self._write_group(batch))
+
+    async def _write_group(
+        self, batch: list[tuple[Callable[[Session], Any], Deferred[Any]]]
+    ) -> None:
+        try:
+            outcomes = await self._defer(self._writer, self._run_group, [fn for fn, _ in batch])
+        except BaseException as e:  # the service stopped
+            outcomes = [e] * len(batch)
+        finally:
+            self._group_busy = False
+            self._next_group()
+        for (_fn, done), outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                done.errback(outcome)
+            else:
+                done.callback(outcome)
+
+    def _run_group(self, fns: list[Callable[[Session], Any]]) -> list[Any]:
+        if len(fns) > 1:
+            # If this fails, each runs alone below, so that an error is its own.
+            with suppress(Exception), self.transaction() as session:
+                return [fn(session) for fn in fns]
+        outcomes: list[Any] = []
+        for fn in fns:
+            try:
+                outcomes.append(self._run(fn, True))
+            except Exception as e:
+                outcomes.append(e)
+        return outcomes
 
     async def in_writer(self, fn: Callable[[], T]) -> T:
         """

@@ -9,10 +9,10 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, func, select, update
+from sqlalchemy import CursorResult, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from gk.storage.models import QueuedMessage, QueuedRecipient
+from gk.storage.models import QueuedMessage, QueuedRecipient, UTCDateTime, utcnow
 
 #: Every state a queued recipient can be in.
 STATES = ("pending", "sending", "deferred", "sent", "bounced", "failed")
@@ -28,17 +28,42 @@ def add_message(
     size: int,
     user_id: int | None,
     smtputf8: bool,
-) -> QueuedMessage:
-    message = QueuedMessage(
-        queue_id=queue_id, sender=sender, user_id=user_id, size=size, smtputf8=smtputf8
+) -> int:
+    """
+    Insert a queued message and its recipients (Core statements: this is
+    every submission's path); the message row's id.
+    """
+    connection = session.connection()
+    message_id = connection.execute(
+        insert(QueuedMessage)
+        .values(
+            queue_id=queue_id,
+            sender=sender,
+            user_id=user_id,
+            size=size,
+            smtputf8=smtputf8,
+            created=utcnow(),
+        )
+        .returning(QueuedMessage.id)
+    ).scalar_one()
+    now = utcnow()
+    connection.execute(
+        insert(QueuedRecipient),
+        [
+            {
+                "message_id": message_id,
+                "address": address,
+                "domain": address.rpartition("@")[2].lower(),
+                "state": "pending",
+                "attempts": 0,
+                "next_attempt": now,
+                "last_error": "",
+                "delay_warned": False,
+            }
+            for address in recipients
+        ],
     )
-    session.add(message)
-    session.flush()
-    for address in recipients:
-        domain = address.rpartition("@")[2].lower()
-        session.add(QueuedRecipient(message_id=message.id, address=address, domain=domain))
-    session.flush()
-    return message
+    return int(message_id)
 
 
 def spool_names(session: Session) -> set[str]:
@@ -80,6 +105,7 @@ class Claimed:
     user_id: int | None
     smtputf8: bool
     created: datetime.datetime
+    size: int
     address: str
     domain: str
     attempts: int
@@ -117,7 +143,20 @@ def claim_due(session: Session, now: datetime.datetime, limit: int) -> list[Clai
     C{sending} in this transaction.
     """
     query = (
-        select(QueuedRecipient, QueuedMessage)
+        select(
+            QueuedRecipient.id,
+            QueuedRecipient.message_id,
+            QueuedMessage.queue_id,
+            QueuedMessage.sender,
+            QueuedMessage.user_id,
+            QueuedMessage.smtputf8,
+            QueuedMessage.created,
+            QueuedMessage.size,
+            QueuedRecipient.address,
+            QueuedRecipient.domain,
+            QueuedRecipient.attempts,
+            QueuedRecipient.delay_warned,
+        )
         .join(QueuedMessage, QueuedRecipient.message_id == QueuedMessage.id)
         .where(QueuedRecipient.state.in_(("pending", "deferred")))
         .where(QueuedRecipient.next_attempt <= now)
@@ -126,23 +165,7 @@ def claim_due(session: Session, now: datetime.datetime, limit: int) -> list[Clai
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True, of=QueuedRecipient)
-    rows = session.execute(query).all()
-    claimed = [
-        Claimed(
-            recipient_id=recipient.id,
-            message_id=message.id,
-            queue_id=message.queue_id,
-            sender=message.sender,
-            user_id=message.user_id,
-            smtputf8=message.smtputf8,
-            created=message.created,
-            address=recipient.address,
-            domain=recipient.domain,
-            attempts=recipient.attempts,
-            delay_warned=recipient.delay_warned,
-        )
-        for recipient, message in rows
-    ]
+    claimed = [Claimed(*row) for row in session.execute(query)]
     if claimed:
         session.execute(
             update(QueuedRecipient)
@@ -154,20 +177,33 @@ def claim_due(session: Session, now: datetime.datetime, limit: int) -> list[Clai
 
 def record(session: Session, outcomes: list[Outcome], now: datetime.datetime) -> None:
     """Store the outcome of an attempt for each recipient (one more attempt each)."""
-    for outcome in outcomes:
-        values: dict[str, Any] = {
-            "state": outcome.state,
-            "last_error": outcome.error[:2000],
-            "attempts": QueuedRecipient.attempts + 1,
-            "last_attempt": now,
-        }
-        if outcome.next_attempt is not None:
-            values["next_attempt"] = outcome.next_attempt
-        session.execute(
-            update(QueuedRecipient)
-            .where(QueuedRecipient.id == outcome.recipient_id)
-            .values(**values)
+    if not outcomes:
+        return
+    statement = (
+        update(QueuedRecipient)
+        .where(QueuedRecipient.id == bindparam("rid"))
+        .values(
+            state=bindparam("new_state"),
+            last_error=bindparam("error"),
+            attempts=QueuedRecipient.attempts + 1,
+            last_attempt=now,
+            next_attempt=func.coalesce(
+                bindparam("due", type_=UTCDateTime()), QueuedRecipient.next_attempt
+            ),
         )
+    )
+    session.connection().execute(
+        statement,
+        [
+            {
+                "rid": outcome.recipient_id,
+                "new_state": outcome.state,
+                "error": outcome.error[:2000],
+                "due": outcome.next_attempt,
+            }
+            for outcome in outcomes
+        ],
+    )
 
 
 def mark_delay_warned(session: Session, recipient_ids: list[int]) -> None:

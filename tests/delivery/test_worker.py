@@ -280,3 +280,15 @@ async def test_a_smarthost_takes_everything_after_tls_and_auth(world: World) -> 
         assert all(m.tls and m.auth_user == "relayuser" for m in messages)
         assert world.primary.connections == []
         await relay.wait_until(relay.queue_empty, what="the queue to empty")
+
+
+@pytest_twisted.ensureDeferred
+async def test_mail_without_a_local_sender_never_causes_a_bounce(world: World) -> None:
+    # E.g. mail from outside forwarded by an alias: nobody here to tell.
+    world.primary.script.rcpt_replies["gone@remote.test"] = ["550 5.1.1 no such user"] * 2
+    relay = await world.start()
+    await relay.app.queue.enqueue("someone@elsewhere.example", ["gone@remote.test"], MESSAGE)
+    await relay.app.queue.enqueue("", ["gone@remote.test"], MESSAGE)  # itself a bounce
+    await relay.wait_until(relay.queue_empty, what="both to be given up")
+    assert await relay.inbox(relay.alice) == []
+    assert world.primary.messages == [] and world.backup.connections == []

@@ -57,13 +57,13 @@ async def test_enqueue_writes_the_spool_file_before_the_rows(
 ) -> None:
     # What the spool holds at the moment the rows are written.
     seen_at_write: list[dict[str, bytes]] = []
-    write = app.db.write
+    write = app.db.write_together
 
     async def spying_write(fn: Callable[[Session], T]) -> T:
         seen_at_write.append(spool_files(app))
         return await write(fn)
 
-    monkeypatch.setattr(app.db, "write", spying_write)
+    monkeypatch.setattr(app.db, "write_together", spying_write)
     user = await app.accounts.create_user("alice@example.test", "correct horse battery")
     queue_id = await app.queue.enqueue(
         "alice@example.test",

@@ -226,45 +226,63 @@ class ServerLog:
 
 
 @contextlib.contextmanager
-def throwaway_instance(
-    dns_address: str, database_url: str | None, keep: bool
-) -> Iterator[Instance]:
-    directory = Path(tempfile.mkdtemp(prefix="gk-bench-"))
-    process: subprocess.Popen[str] | None = None
+def temporary_directory(prefix: str, keep: bool) -> Iterator[Path]:
+    """A fresh directory, removed afterwards unless C{keep}."""
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
     try:
-        config = write_config(directory, dns_address, database_url)
-        gk_command(config, "init", "--domain", DOMAIN, "--hostname", "mx.bench.test")
-        gk_command(config, "user", "add", RECIPIENT, "--password-stdin", stdin="bench password\n")
-        loaded = load_config(config, environ={})
-        process = subprocess.Popen(
-            [str(BIN / "twistd"), "-n", "--pidfile=", "gk", "--config", str(config)],
-            cwd=directory,
-            env=clean_environ(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-        )
-        log = ServerLog(process)
+        yield directory
+    finally:
+        if keep:
+            print(f"kept {directory}")
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_server(config: Path, role: str) -> Iterator[tuple[int, subprocess.Popen[str]]]:
+    """
+    C{twistd -n gk --config CONFIG} until the block ends (then SIGTERM, and
+    an error unless it stopped cleanly); the port of C{role}'s listener.
+    """
+    process = subprocess.Popen(
+        [str(BIN / "twistd"), "-n", "--pidfile=", "gk", "--config", str(config)],
+        cwd=config.parent,
+        env=clean_environ(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+    )
+    try:
+        log = ServerLog(process, role)
         if not log.ready.wait(timeout=DEADLINE) or not log.started or log.port is None:
             raise BenchError("the server did not start:\n" + log.tail())
-        yield Instance(
-            "127.0.0.1", log.port, RECIPIENT, loaded.database_url, loaded.mail_dir, process
-        )
+        yield log.port, process
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=DEADLINE)
         log.join()
         if process.returncode != -signal.SIGTERM:
             raise BenchError(f"the server exited with {process.returncode}:\n" + log.tail())
     finally:
-        if process is not None and process.poll() is None:
+        if process.poll() is None:
             process.kill()
             process.wait()
-        if keep:
-            print(f"kept {directory}")
-        else:
-            shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def throwaway_instance(
+    dns_address: str, database_url: str | None, keep: bool
+) -> Iterator[Instance]:
+    with temporary_directory("gk-bench-", keep) as directory:
+        config = write_config(directory, dns_address, database_url)
+        gk_command(config, "init", "--domain", DOMAIN, "--hostname", "mx.bench.test")
+        gk_command(config, "user", "add", RECIPIENT, "--password-stdin", stdin="bench password\n")
+        loaded = load_config(config, environ={})
+        with running_server(config, "smtp") as (port, process):
+            yield Instance(
+                "127.0.0.1", port, RECIPIENT, loaded.database_url, loaded.mail_dir, process
+            )
 
 
 @contextlib.contextmanager

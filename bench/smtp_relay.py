@@ -29,28 +29,23 @@ import base64
 import contextlib
 import os
 import secrets
-import shutil
-import signal
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from smtp_ingest import (
-    BIN,
-    DEADLINE,
     BenchError,
     LoopbackDNS,
-    ServerLog,
-    clean_environ,
     gk_command,
     postgres_schema,
     process_cpu,
     read_reply,
+    running_server,
+    temporary_directory,
 )
 from sqlalchemy.engine import make_url
 
@@ -164,40 +159,13 @@ def write_config(
 def throwaway_instance(
     dns_address: str, sink_port: int, database_url: str | None, keep: bool
 ) -> Iterator[tuple[int, subprocess.Popen[str]]]:
-    directory = Path(tempfile.mkdtemp(prefix="gk-relay-bench-"))
-    process: subprocess.Popen[str] | None = None
-    try:
+    with temporary_directory("gk-relay-bench-", keep) as directory:
         config = write_config(directory, dns_address, sink_port, database_url)
         gk_command(config, "init", "--domain", DOMAIN, "--hostname", "mail.bench.test")
         gk_command(config, "user", "add", SENDER, "--password-stdin", stdin=PASSWORD + "\n")
         gk_command(config, "dkim", "keygen", DOMAIN)
-        process = subprocess.Popen(
-            [str(BIN / "twistd"), "-n", "--pidfile=", "gk", "--config", str(config)],
-            cwd=directory,
-            env=clean_environ(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-        )
-        log = ServerLog(process, role="submission")
-        if not log.ready.wait(timeout=DEADLINE) or not log.started or log.port is None:
-            raise BenchError("the server did not start:\n" + log.tail())
-        yield log.port, process
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=DEADLINE)
-        log.join()
-        if process.returncode != -signal.SIGTERM:
-            raise BenchError(f"the server exited with {process.returncode}:\n" + log.tail())
-    finally:
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait()
-        if keep:
-            print(f"kept {directory}")
-        else:
-            shutil.rmtree(directory, ignore_errors=True)
+        with running_server(config, "submission") as server:
+            yield server
 
 
 # --- the submitting client ---------------------------------------------------------

@@ -19,7 +19,8 @@ Rules:
     local account gets reports (never one to the null sender or outside);
   - a message whose recipients are all done is removed, with its spool file.
 
-The worker runs when mail is queued in this process (L{wake}), when the
+The worker runs a quarter second after mail is queued in this process
+(L{notify}: a burst is claimed at once), when the
 earliest deferred recipient is due, and at least every L{SWEEP_SECONDS}
 (to see mail queued, or retried with C{gk queue retry}, by another process).
 One process per database runs it.
@@ -58,8 +59,10 @@ BATCH = 1000
 SWEEP_SECONDS = 60.0
 #: Spool files up to this size are read ahead, all of one attempt in one go.
 PRELOAD_MAX_BYTES = 1024 * 1024
-#: How long newly queued mail waits to be claimed with what comes next.
-COALESCE_SECONDS = 0.02
+#: How long newly queued mail waits to be claimed with what comes next:
+#: one claim (and one connection per domain) for a burst, rather than one
+#: per message, which kept the database writer busy (see README, Performance).
+COALESCE_SECONDS = 0.25
 #: The queue gauges are counted at most this often.
 GAUGE_SECONDS = 5.0
 #: How long a stop waits for the attempts under way.

@@ -41,8 +41,8 @@ from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
 from gk.errors import GkError
-from gk.events import EventBus, MailDelivered
-from gk.storage import mail_index, maildir
+from gk.events import EventBus, FlagsChanged, MailDelivered, MessageExpunged
+from gk.storage import mail_changes, mail_index, maildir
 from gk.storage.accounts import Account
 from gk.storage.database import Database
 from gk.storage.envelope import Envelope, parse_envelope
@@ -408,6 +408,80 @@ class MailStore:
         data: bytes = await self._in_thread(path.read_bytes)
         return data
 
+    # -- changes -------------------------------------------------------------
+
+    async def set_flags(
+        self,
+        account: Account,
+        folder: str,
+        uids: list[int],
+        mode: str,
+        flags: set[str],
+        unchanged_since: int | None = None,
+    ) -> mail_changes.StoreResult:
+        """
+        Add, remove or replace flags (see L{mail_changes.store_flags}) and
+        tell every session (L{FlagsChanged}).
+
+        @raise NoSuchFolder: the folder does not exist.
+        """
+
+        def change(session: Session) -> mail_changes.StoreResult:
+            return mail_changes.store_flags(
+                session,
+                self._folder_id(session, account, folder),
+                uids,
+                mode,
+                flags,
+                unchanged_since,
+            )
+
+        result = await self.db.write(change)
+        if result.changed:
+            self.events.publish(
+                FlagsChanged(
+                    user_id=account.id,
+                    folder=folder,
+                    uids=tuple(state.uid for state in result.changed),
+                    modseq=result.changed[0].modseq,
+                )
+            )
+        return result
+
+    async def expunge(
+        self, account: Account, folder: str, uids: list[int] | None = None
+    ) -> list[int]:
+        """
+        Remove the messages flagged C{\\Deleted} (of C{uids}, if given) for
+        good: index rows first, then the files; tell every session
+        (L{MessageExpunged}).  The UIDs removed, ascending.
+
+        @raise NoSuchFolder: the folder does not exist.
+        """
+
+        def remove(session: Session) -> list[tuple[int, str]]:
+            return mail_changes.expunge(session, self._folder_id(session, account, folder), uids)
+
+        removed = await self.db.write(remove)
+        if not removed:
+            return []
+        directory = self.folder_path(account.email, folder)
+        # A file left behind by a crash here has no row: the start-up repair
+        # would index it again, so unlink before reporting the expunge.
+        await self._in_thread(_unlink_all, [directory / path for _uid, path in removed])
+        expunged = [uid for uid, _path in removed]
+        self.events.publish(
+            MessageExpunged(user_id=account.id, folder=folder, uids=tuple(expunged))
+        )
+        return expunged
+
+    @staticmethod
+    def _folder_id(session: Session, account: Account, folder: str) -> int:
+        key = mail_index.folder_key(session, account.id, folder)
+        if key is None:
+            raise NoSuchFolder(f"{account.email} has no folder {folder!r}")
+        return key[0]
+
     async def _in_thread(self, fn: Any, *args: Any) -> Any:
         if self._reactor is None:
             return fn(*args)
@@ -502,3 +576,8 @@ class MailStore:
             envelope=parse_envelope(head),
             flags=maildir.flags_from_info(info),
         )
+
+
+def _unlink_all(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)

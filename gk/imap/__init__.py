@@ -1,0 +1,1 @@
+"""IMAP4rev1 server: command parser, session state, mailbox views, FETCH rendering."""

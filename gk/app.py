@@ -21,6 +21,7 @@ from gk.delivery.dkim_sign import DKIMSigner, key_directory
 from gk.errors import GkError
 from gk.events import EventBus
 from gk.mailauth import MailAuthenticator
+from gk.mailboxes import MailboxService
 from gk.metrics import Metrics
 from gk.queue import DeliveryQueue
 from gk.security.events import SecurityEvents
@@ -42,6 +43,7 @@ class GkApp:
     accounts: AccountService
     metrics: Metrics
     queue: DeliveryQueue
+    mailboxes: MailboxService
     security: Security
     mailauth: MailAuthenticator
     _tls: ServerTLS | None = field(default=None, repr=False)
@@ -64,7 +66,17 @@ class GkApp:
         )
         mailauth = MailAuthenticator(config.dns, config.server.hostname, reactor)
         return cls(
-            config, reactor, db, events, mailstore, accounts, metrics, queue, security, mailauth
+            config,
+            reactor,
+            db,
+            events,
+            mailstore,
+            accounts,
+            metrics,
+            queue,
+            MailboxService(db, mailstore),
+            security,
+            mailauth,
         )
 
     @property

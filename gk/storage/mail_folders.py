@@ -57,6 +57,13 @@ class IndexedMessage:
     internal_date: datetime.datetime
     path: str
     flags: tuple[str, ...]
+    #: Decoded header values from the index (SEARCH on them opens no file).
+    date: datetime.datetime | None = None
+    subject: str = ""
+    from_: str = ""
+    to: str = ""
+    cc: str = ""
+    bcc: str = ""
 
 
 def status(session: Session, folder: MailFolder) -> FolderStatus:
@@ -116,6 +123,12 @@ _ROW_COLUMNS = (
     Message.internal_date,
     Message.path,
     Message.keywords,
+    Message.date,
+    Message.subject,
+    Message.from_,
+    Message.to,
+    Message.cc,
+    Message.bcc,
     *(getattr(Message, column) for column in SYSTEM_FLAGS.values()),
 )
 

@@ -158,6 +158,20 @@ def changed_since(session: Session, folder_id: int, modseq: int) -> list[Indexed
 def _indexed(row: Row[Any]) -> IndexedMessage:
     values = tuple(row)
     uid, modseq, size, internal_date, path, keywords = values[:6]
-    flags = [name for name, on in zip(SYSTEM_FLAGS, values[6:], strict=True) if on]
+    date, subject, from_, to, cc, bcc = values[6:12]
+    flags = [name for name, on in zip(SYSTEM_FLAGS, values[12:], strict=True) if on]
     flags.extend(str(keywords).split())
-    return IndexedMessage(int(uid), int(modseq), int(size), internal_date, str(path), tuple(flags))
+    return IndexedMessage(
+        int(uid),
+        int(modseq),
+        int(size),
+        internal_date,
+        str(path),
+        tuple(flags),
+        date,
+        subject or "",
+        from_ or "",
+        to or "",
+        cc or "",
+        bcc or "",
+    )

@@ -25,6 +25,8 @@ from twisted.python.components import Componentized
 from gk.app import GkApp
 from gk.delivery.service import build_delivery_worker
 from gk.events import MailDelivered
+from gk.imap.backend import IMAPBackend
+from gk.imap.protocol import IMAPFactory
 from gk.listeners import BoundListener, ListenerService
 from gk.logging import make_observer
 from gk.smtp.backend import ISMTPPolicy
@@ -76,10 +78,22 @@ def _submission_factory(app: GkApp, tree: GkService, implicit_tls: bool) -> IPro
     return _smtp_factory(app, policy, implicit_tls)
 
 
+def _imap_factory(app: GkApp, tree: GkService, implicit_tls: bool) -> IProtocolFactory:
+    backend = IMAPBackend(app.accounts, app.mailboxes, app.security, app.events)
+    return IMAPFactory(
+        app.config.server.hostname,
+        backend,
+        app.tls,
+        app.config.smtp.max_message_size,
+        implicit_tls,
+    )
+
+
 PROTOCOLS: dict[str, ProtocolBuilder] = {
     "http": _http_factory,
     "smtp": _mx_factory,
     "submission": _submission_factory,
+    "imap": _imap_factory,
 }
 
 

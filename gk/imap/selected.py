@@ -1,0 +1,362 @@
+"""
+The selected state of an IMAP session: FETCH, STORE, SEARCH, COPY, MOVE,
+EXPUNGE, CLOSE, UNSELECT and IDLE on one mailbox, through the session's
+L{MailboxView}, and the reporting of what changed elsewhere.
+
+What changed elsewhere is collected from the event bus as it happens and
+reported before the next tagged response: new messages as EXISTS, flag
+changes as FETCH (FLAGS), expunges as EXPUNGE, except while answering
+FETCH, STORE or SEARCH by sequence number, where RFC 3501 7.4.1 forbids
+EXPUNGE (the client's numbers would shift under it).  While the client
+IDLEs, changes are pushed at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from gk.events import Event, FlagsChanged, MailDelivered, MessageExpunged
+from gk.imap import encode
+from gk.imap.fetch_attributes import FetchAttribute
+from gk.imap.message import MessageStructure, partial
+from gk.imap.parser import Command, Copy, Expunge, Fetch, Search, Store
+from gk.imap.search_eval import SearchTarget, compile_search
+from gk.imap.syntax import SequenceSet
+from gk.imap.view import MailboxView
+from gk.mailboxes import canonical_name
+from gk.storage.mail_folders import IndexedMessage, Selection
+
+if TYPE_CHECKING:
+    from gk.imap.session import IMAPSession
+
+#: Commands during which EXPUNGE responses must wait (by sequence number).
+_NO_EXPUNGE = {"FETCH", "STORE", "SEARCH"}
+#: FETCH items answered from the index alone.
+_INDEX_ITEMS = {"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "MODSEQ"}
+
+
+class SelectedMailbox:
+    """The mailbox a session has selected; see the module docstring."""
+
+    log = Logger()
+
+    def __init__(self, session: IMAPSession, selection: Selection, read_only: bool) -> None:
+        self.session = session
+        self.name = selection.status.name
+        self.read_only = read_only
+        self.view = MailboxView(selection.status.uidvalidity, selection.uids)
+        self._new: set[int] = set()
+        self._flags: set[int] = set()
+        account = session.account
+        assert account is not None
+        self._subscriptions = [
+            session.backend.subscribe(kind, self._changed, account.id)
+            for kind in (MailDelivered, FlagsChanged, MessageExpunged)
+        ]
+
+    def close(self) -> None:
+        for subscription in self._subscriptions:
+            subscription.cancel()
+        self._subscriptions = []
+
+    def handler(self, name: str) -> Callable[[Command], Awaitable[None]] | None:
+        return getattr(self, "_do_" + name.lower(), None)
+
+    # -- changes from elsewhere --------------------------------------------------
+
+    def _changed(self, event: Event) -> None:
+        if canonical_name(getattr(event, "folder", "")) != self.name:
+            return
+        if isinstance(event, MailDelivered):
+            self._new.add(event.uid)
+        elif isinstance(event, FlagsChanged):
+            self._flags.update(event.uids)
+        elif isinstance(event, MessageExpunged):
+            self.view.expunged_elsewhere(event.uids)
+        if self.session.idling is not None:
+            Deferred.fromCoroutine(self.report_changes(None)).addErrback(
+                lambda f: self.log.failure("IDLE update failed", f)
+            )
+
+    async def report_changes(self, command: Command | None) -> None:
+        """Send what changed since the last report (see the module docstring)."""
+        may_expunge = command is None or command.uid or command.name not in _NO_EXPUNGE
+        if may_expunge:
+            for seq in self.view.flush_expunges():
+                self.session.untagged(f"{seq} EXPUNGE")
+        if self._new:
+            new, self._new = self._new, set()
+            exists = self.view.add(new)
+            if exists:
+                self.session.untagged(f"{exists} EXISTS")
+        if self._flags:
+            uids, self._flags = sorted(self._flags), set()
+            await self._send_flags(uids)
+
+    async def _send_flags(self, uids: list[int]) -> None:
+        account = self.session.account
+        assert account is not None
+        for row in await self.session.backend.mailboxes.indexed(account, self.name, uids):
+            seq = self.view.seq_of(row.uid)
+            if seq is not None:
+                self.session.untagged(self._flags_response(seq, row, include_uid=True))
+
+    def _flags_response(self, seq: int, row: IndexedMessage, include_uid: bool) -> bytes:
+        items = [b"FLAGS " + encode.flag_list(row.flags)]
+        if include_uid:
+            items.insert(0, f"UID {row.uid}".encode())
+        if self.session.condstore:
+            items.append(f"MODSEQ ({row.modseq})".encode())
+        return f"{seq} FETCH (".encode() + b" ".join(items) + b")"
+
+    # -- resolving sets ------------------------------------------------------------
+
+    def _targets(self, sequence: SequenceSet, uid: bool) -> list[tuple[int, int]]:
+        if uid:
+            return list(self.view.uids_between(sequence.resolve(self.view.max_uid)))
+        return list(self.view.uids_in(sequence.resolve(len(self.view))))
+
+    # -- FETCH ---------------------------------------------------------------------
+
+    async def _do_fetch(self, command: Command) -> None:
+        assert isinstance(command, Fetch)
+        account = self.session.account
+        assert account is not None
+        targets = self._targets(command.sequence, command.uid)
+        rows = {
+            row.uid: row
+            for row in await self.session.backend.mailboxes.indexed(
+                account, self.name, [uid for _seq, uid in targets]
+            )
+        }
+        if command.changed_since is not None:
+            self.session.condstore = True
+            rows = {u: r for u, r in rows.items() if r.modseq > command.changed_since}
+        attributes = list(command.attributes)
+        if command.uid and not any(a.name == "UID" for a in attributes):
+            attributes.insert(0, FetchAttribute("UID"))
+        needs_bytes = any(a.name not in _INDEX_ITEMS for a in attributes)
+        set_seen = not self.read_only and any(a.sets_seen for a in attributes)
+        for seq, uid in targets:
+            row = rows.get(uid)
+            if row is None:
+                continue  # expunged meanwhile; reported when allowed
+            if set_seen and "\\Seen" not in row.flags:
+                result = await self.session.backend.mailboxes.set_flags(
+                    account, self.name, [uid], "add", {"\\Seen"}
+                )
+                self._flags.difference_update(s.uid for s in result.changed)
+                if result.changed:
+                    row = await self._row(uid) or row
+                    if not any(a.name == "FLAGS" for a in attributes):
+                        attributes = [*attributes, FetchAttribute("FLAGS")]
+            data = (
+                await self.session.backend.mailboxes.read(account, self.name, uid)
+                if needs_bytes
+                else None
+            )
+            self.session.send(self._fetch_response(seq, row, attributes, data))
+        self.session.tagged(command.tag, "OK", f"{'UID ' if command.uid else ''}FETCH completed")
+
+    async def _row(self, uid: int) -> IndexedMessage | None:
+        account = self.session.account
+        assert account is not None
+        rows = await self.session.backend.mailboxes.indexed(account, self.name, [uid])
+        return rows[0] if rows else None
+
+    def _fetch_response(
+        self, seq: int, row: IndexedMessage, attributes: list[FetchAttribute], data: bytes | None
+    ) -> bytes:
+        structure = MessageStructure(data) if data is not None else None
+        items: list[bytes] = []
+        for attribute in attributes:
+            items.append(attribute.response_name.encode() + b" " + _item(attribute, row, structure))
+        return f"* {seq} FETCH (".encode() + b" ".join(items) + b")\r\n"
+
+    # -- STORE ---------------------------------------------------------------------
+
+    async def _do_store(self, command: Command) -> None:
+        assert isinstance(command, Store)
+        account = self.session.account
+        assert account is not None
+        if self.read_only:
+            self.session.tagged(command.tag, "NO", "the mailbox is read-only (EXAMINE)")
+            return
+        targets = self._targets(command.sequence, command.uid)
+        uids = [uid for _seq, uid in targets if not self.view.is_vanished(uid)]
+        if command.unchanged_since is not None:
+            self.session.condstore = True
+        result = await self.session.backend.mailboxes.set_flags(
+            account, self.name, uids, command.operation, set(command.flags),
+            command.unchanged_since,
+        )  # fmt: skip
+        self._flags.difference_update(state.uid for state in result.changed)
+        states = result.changed if command.silent else result.changed + result.unchanged
+        for state in sorted(states, key=lambda s: s.uid):
+            seq = self.view.seq_of(state.uid)
+            if seq is None:
+                continue
+            items = [f"FLAGS {encode.flag_list(state.flags).decode()}"]
+            if command.uid:
+                items.insert(0, f"UID {state.uid}")
+            if self.session.condstore:
+                items.append(f"MODSEQ ({state.modseq})")
+            self.session.untagged(f"{seq} FETCH ({' '.join(items)})")
+        prefix = "UID " if command.uid else ""
+        if result.modified:
+            modified = SequenceSet.from_numbers(
+                result.modified
+                if command.uid
+                else [self.view.seq_of(u) or 0 for u in result.modified]
+            )
+            self.session.tagged(command.tag, "OK", f"[MODIFIED {modified}] {prefix}STORE completed")
+        else:
+            self.session.tagged(command.tag, "OK", f"{prefix}STORE completed")
+
+    # -- SEARCH --------------------------------------------------------------------
+
+    async def _do_search(self, command: Command) -> None:
+        """
+        SEARCH from the index; message files are read only for the
+        messages the index cannot decide (BODY, TEXT, other header fields).
+        """
+        assert isinstance(command, Search)
+        account = self.session.account
+        assert account is not None
+        mailboxes = self.session.backend.mailboxes
+        positions = list(self.view.uids_in([(1, len(self.view))]))
+        rows = {
+            row.uid: row
+            for row in await mailboxes.indexed(account, self.name, [uid for _s, uid in positions])
+        }
+        matcher = compile_search(command.key, len(self.view), self.view.max_uid)
+        found: list[int] = []
+        for seq, uid in positions:
+            row = rows.get(uid)
+            if row is None:
+                continue
+            target = SearchTarget(seq, uid, row, len(self.view), self.view.max_uid)
+            verdict = matcher.prefilter(target)
+            if verdict is None:
+                target.content = await mailboxes.read(account, self.name, uid)
+                verdict = matcher(target)
+            if verdict:
+                found.append(uid if command.uid else seq)
+        self.session.untagged("SEARCH" + "".join(f" {n}" for n in found))
+        self.session.tagged(command.tag, "OK", f"{'UID ' if command.uid else ''}SEARCH completed")
+
+    # -- COPY, MOVE, EXPUNGE ----------------------------------------------------------
+
+    async def _do_copy(self, command: Command) -> None:
+        await self._copy(command, move=False)
+
+    async def _do_move(self, command: Command) -> None:
+        await self._copy(command, move=True)
+
+    async def _copy(self, command: Command, move: bool) -> None:
+        assert isinstance(command, Copy)
+        account = self.session.account
+        assert account is not None
+        verb = "MOVE" if move else "COPY"
+        operation = getattr(self.session.backend.mailboxes, verb.lower(), None)
+        if operation is None:
+            self.session.tagged(command.tag, "NO", f"{verb} is not available in this version")
+            return
+        if move and self.read_only:
+            self.session.tagged(command.tag, "NO", "the mailbox is read-only (EXAMINE)")
+            return
+        uids = [uid for _seq, uid in self._targets(command.sequence, command.uid)]
+        pairs: list[tuple[int, int]] = await operation(account, self.name, uids, command.mailbox)
+        target = await self.session.backend.mailboxes.status(account, command.mailbox)
+        code = ""
+        if pairs:
+            source = SequenceSet.from_numbers(p[0] for p in pairs)
+            copied = SequenceSet.from_numbers(p[1] for p in pairs)
+            code = f"[COPYUID {target.uidvalidity} {source} {copied}] "
+        if move:
+            if code:
+                self.session.untagged(f"OK {code}moved")
+            for seq in self.view.remove_own([p[0] for p in pairs]):
+                self.session.untagged(f"{seq} EXPUNGE")
+            self.session.tagged(command.tag, "OK", f"{'UID ' if command.uid else ''}MOVE completed")
+        else:
+            self.session.tagged(
+                command.tag, "OK", f"{code}{'UID ' if command.uid else ''}COPY completed"
+            )
+
+    async def _do_expunge(self, command: Command) -> None:
+        assert isinstance(command, Expunge)
+        if self.read_only:
+            self.session.tagged(command.tag, "NO", "the mailbox is read-only (EXAMINE)")
+            return
+        await self._expunge(command.sequence if command.uid else None)
+        self.session.tagged(command.tag, "OK", f"{'UID ' if command.uid else ''}EXPUNGE completed")
+
+    async def _expunge(self, sequence: SequenceSet | None, report: bool = True) -> None:
+        account = self.session.account
+        assert account is not None
+        uids = None
+        if sequence is not None:
+            uids = [
+                uid for _seq, uid in self.view.uids_between(sequence.resolve(self.view.max_uid))
+            ]
+        removed = await self.session.backend.mailboxes.expunge(account, self.name, uids)
+        numbers = self.view.remove_own(removed)
+        if report:
+            for seq in numbers:
+                self.session.untagged(f"{seq} EXPUNGE")
+
+    async def _do_close(self, command: Command) -> None:
+        if not self.read_only:
+            await self._expunge(None, report=False)  # CLOSE expunges silently
+        self._leave()
+        self.session.tagged(command.tag, "OK", "CLOSE completed")
+
+    async def _do_unselect(self, command: Command) -> None:
+        self._leave()
+        self.session.tagged(command.tag, "OK", "UNSELECT completed")
+
+    def _leave(self) -> None:
+        self.close()
+        self.session.selected = None
+
+
+def _item(
+    attribute: FetchAttribute, row: IndexedMessage, structure: MessageStructure | None
+) -> bytes:
+    """The value of one FETCH item for one message."""
+    name = attribute.name
+    if name == "UID":
+        return str(row.uid).encode()
+    if name == "FLAGS":
+        return encode.flag_list(row.flags)
+    if name == "INTERNALDATE":
+        return encode.internaldate(row.internal_date)
+    if name == "RFC822.SIZE":
+        return str(row.size).encode()
+    if name == "MODSEQ":
+        return f"({row.modseq})".encode()
+    assert structure is not None
+    if name == "ENVELOPE":
+        return structure.envelope()
+    if name == "BODYSTRUCTURE":
+        return structure.bodystructure(True)
+    if name == "BODY" and attribute.section is None:
+        return structure.bodystructure(False)
+    if name == "RFC822":
+        return encode.literal(structure.raw)
+    if name == "RFC822.HEADER":
+        return encode.literal(structure.section((), "HEADER"))
+    if name == "RFC822.TEXT":
+        return encode.literal(structure.section((), "TEXT"))
+    section = attribute.section
+    assert section is not None
+    data = structure.section(section.part, section.text, section.fields)
+    if attribute.partial is not None:
+        origin, count = attribute.partial
+        data = partial(data, origin, count)
+    return encode.literal(data)

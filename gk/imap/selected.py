@@ -139,7 +139,7 @@ class SelectedMailbox:
         attributes = list(command.attributes)
         if command.uid and not any(a.name == "UID" for a in attributes):
             attributes.insert(0, FetchAttribute("UID"))
-        needs_bytes = any(a.name not in _INDEX_ITEMS for a in attributes)
+        from_file = [a for a in attributes if a.name not in _INDEX_ITEMS]
         set_seen = not self.read_only and any(a.sets_seen for a in attributes)
         for seq, uid in targets:
             row = rows.get(uid)
@@ -154,6 +154,8 @@ class SelectedMailbox:
                     row = await self._row(uid) or row
                     if not any(a.name == "FLAGS" for a in attributes):
                         attributes = [*attributes, FetchAttribute("FLAGS")]
+            # ENVELOPE comes from the index when it was kept at delivery.
+            needs_bytes = any(a.name != "ENVELOPE" or row.envelope is None for a in from_file)
             data = (
                 await self.session.backend.mailboxes.read(account, self.name, uid)
                 if needs_bytes
@@ -340,6 +342,8 @@ def _item(
         return str(row.size).encode()
     if name == "MODSEQ":
         return f"({row.modseq})".encode()
+    if name == "ENVELOPE" and row.envelope is not None:
+        return row.envelope
     assert structure is not None
     if name == "ENVELOPE":
         return structure.envelope()

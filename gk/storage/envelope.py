@@ -20,6 +20,8 @@ from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
+from gk.imap.message import envelope as imap_envelope
+
 #: The header block ends at the first empty line; envelopes past this size
 #: are truncated rather than read whole.
 MAX_HEADER_BYTES = 256 * 1024
@@ -39,6 +41,9 @@ class Envelope:
     in_reply_to: str = ""
     references: str = ""
     extra: dict[str, str] = field(default_factory=dict, compare=False)
+    #: The IMAP ENVELOPE, rendered once at delivery so that FETCH ENVELOPE
+    #: of a big folder opens no file (L{gk.imap.message.envelope}).
+    imap: bytes = field(default=b"", compare=False)
 
 
 def header_block(data: bytes) -> bytes:
@@ -153,7 +158,8 @@ def _ids(value: object) -> str:
 
 def parse_envelope(data: bytes) -> Envelope:
     """Parse the envelope of the message C{data} (whole or header block)."""
-    msg = BytesHeaderParser(policy=compat32).parsebytes(header_block(data))
+    header = header_block(data)
+    msg = BytesHeaderParser(policy=compat32).parsebytes(header)
     return Envelope(
         date=_date(_get(msg, "Date")),
         subject=decode_text(_get(msg, "Subject")),
@@ -166,4 +172,5 @@ def parse_envelope(data: bytes) -> Envelope:
         message_id=_ids(_get(msg, "Message-ID")),
         in_reply_to=_ids(_get(msg, "In-Reply-To")),
         references=_ids(_get(msg, "References")),
+        imap=imap_envelope(header),
     )

@@ -64,6 +64,8 @@ class IndexedMessage:
     to: str = ""
     cc: str = ""
     bcc: str = ""
+    #: The IMAP ENVELOPE kept at delivery (None for rows from before it was).
+    envelope: bytes | None = None
 
 
 def status(session: Session, folder: MailFolder) -> FolderStatus:
@@ -129,6 +131,7 @@ _ROW_COLUMNS = (
     Message.to,
     Message.cc,
     Message.bcc,
+    Message.imap_envelope,
     *(getattr(Message, column) for column in SYSTEM_FLAGS.values()),
 )
 
@@ -158,8 +161,8 @@ def changed_since(session: Session, folder_id: int, modseq: int) -> list[Indexed
 def _indexed(row: Row[Any]) -> IndexedMessage:
     values = tuple(row)
     uid, modseq, size, internal_date, path, keywords = values[:6]
-    date, subject, from_, to, cc, bcc = values[6:12]
-    flags = [name for name, on in zip(SYSTEM_FLAGS, values[12:], strict=True) if on]
+    date, subject, from_, to, cc, bcc, envelope = values[6:13]
+    flags = [name for name, on in zip(SYSTEM_FLAGS, values[13:], strict=True) if on]
     flags.extend(str(keywords).split())
     return IndexedMessage(
         int(uid),
@@ -174,4 +177,5 @@ def _indexed(row: Row[Any]) -> IndexedMessage:
         to or "",
         cc or "",
         bcc or "",
+        envelope,
     )

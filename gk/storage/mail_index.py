@@ -197,6 +197,7 @@ def add_message(
         "message_id": envelope.message_id,
         "in_reply_to": envelope.in_reply_to,
         "references": envelope.references,
+        "imap_envelope": envelope.imap or None,
     }
     result = connection.execute(
         _INSERT_MESSAGE, {_COLUMN_KEYS[key]: value for key, value in values.items()}

@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -212,6 +213,8 @@ class Message(Base):
     message_id: Mapped[str] = mapped_column(Text, default="")
     in_reply_to: Mapped[str] = mapped_column(Text, default="")
     references: Mapped[str] = mapped_column(Text, default="")
+    #: The IMAP ENVELOPE as sent (None for rows indexed before it was kept).
+    imap_envelope: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class QueuedMessage(Base):

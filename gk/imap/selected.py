@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 #: Commands during which EXPUNGE responses must wait (by sequence number).
 _NO_EXPUNGE = {"FETCH", "STORE", "SEARCH"}
+#: Message files read per trip to a thread by a SEARCH on their content.
+SEARCH_READ_BATCH = 200
 #: FETCH items answered from the index alone.
 _INDEX_ITEMS = {"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "MODSEQ"}
 
@@ -237,6 +239,7 @@ class SelectedMailbox:
         }
         matcher = compile_search(command.key, len(self.view), self.view.max_uid)
         found: list[int] = []
+        undecided: list[SearchTarget] = []
         for seq, uid in positions:
             row = rows.get(uid)
             if row is None:
@@ -244,10 +247,25 @@ class SelectedMailbox:
             target = SearchTarget(seq, uid, row, len(self.view), self.view.max_uid)
             verdict = matcher.prefilter(target)
             if verdict is None:
-                target.content = await mailboxes.read(account, self.name, uid)
-                verdict = matcher(target)
-            if verdict:
-                found.append(uid if command.uid else seq)
+                undecided.append(target)
+            elif verdict:
+                found.append(seq)
+        # Only the messages the index cannot decide are read, many per thread trip.
+        for start in range(0, len(undecided), SEARCH_READ_BATCH):
+            batch = undecided[start : start + SEARCH_READ_BATCH]
+            contents = await mailboxes.mailstore.read_paths(
+                account, self.name, [t.row.path for t in batch]
+            )
+            for target, content in zip(batch, contents, strict=True):
+                if content is None:
+                    continue  # expunged meanwhile
+                target.content = content
+                if matcher(target):
+                    found.append(target.seq)
+                target.content = None
+        found.sort()
+        if command.uid:
+            found = [self.view.uid_of(seq) for seq in found]
         self.session.untagged("SEARCH" + "".join(f" {n}" for n in found))
         self.session.tagged(command.tag, "OK", f"{'UID ' if command.uid else ''}SEARCH completed")
 

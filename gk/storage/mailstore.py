@@ -408,6 +408,27 @@ class MailStore:
         data: bytes = await self._in_thread(path.read_bytes)
         return data
 
+    async def read_paths(
+        self, account: Account, folder: str, paths: list[str]
+    ) -> list[bytes | None]:
+        """
+        The bytes of several messages of one folder, by their index C{path},
+        in one trip to a thread (L{None} for a file that is gone).
+        """
+        directory = self.folder_path(account.email, folder)
+
+        def read_all() -> list[bytes | None]:
+            found: list[bytes | None] = []
+            for path in paths:
+                try:
+                    found.append((directory / path).read_bytes())
+                except OSError:
+                    found.append(None)
+            return found
+
+        result: list[bytes | None] = await self._in_thread(read_all)
+        return result
+
     # -- changes -------------------------------------------------------------
 
     async def set_flags(

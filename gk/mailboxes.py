@@ -7,21 +7,55 @@ every session through the event bus.
 
 Every method takes the L{Account} it acts for: one user never reaches
 another's folders, whatever name is asked for.
+
+Folder operations and copies (CREATE, DELETE, RENAME, SUBSCRIBE, COPY,
+MOVE) put together the blocking steps of L{gk.storage.folder_ops}, whose
+docstring gives their crash-safe order: database work through C{db}, file
+work off the reactor (in the writer thread where it must happen inside
+the transaction, else in a thread of its own).  One account's folder
+operations and copies run one at a time (in this process), so that, e.g.,
+a DELETE setting its directory aside never meets a CREATE of the same
+name.
 """
 
 from __future__ import annotations
 
 import datetime
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 from sqlalchemy.orm import Session
+from twisted.internet.defer import DeferredLock
+from twisted.internet.threads import deferToThread
+from twisted.logger import Logger
 
-from gk.storage import mail_folders, mail_index
+from gk.events import Event, FolderChanged, MailDelivered, MessageExpunged
+from gk.storage import folder_files, folder_ops, mail_folders, mail_index, maildir
 from gk.storage.accounts import Account
 from gk.storage.database import Database
+from gk.storage.folder_ops import (
+    CopyResult,
+    FolderExists,
+    FolderHasChildren,
+    FolderRefused,
+    InvalidFolderName,
+    RenamePlan,
+)
 from gk.storage.mail_changes import StoreResult
 from gk.storage.mail_folders import FolderStatus, IndexedMessage, Selection
 from gk.storage.mailstore import MailStore, NoSuchFolder, StoredMessage
 from gk.storage.models import MailFolder
+
+__all__ = [
+    "FolderExists",
+    "FolderHasChildren",
+    "FolderRefused",
+    "InvalidFolderName",
+    "MailboxService",
+    "NoSuchFolder",
+    "canonical_name",
+]
 
 
 def canonical_name(name: str) -> str:
@@ -32,9 +66,12 @@ def canonical_name(name: str) -> str:
 class MailboxService:
     """See the module docstring."""
 
+    log = Logger()
+
     def __init__(self, db: Database, mailstore: MailStore) -> None:
         self.db = db
         self.mailstore = mailstore
+        self._locks: dict[int, DeferredLock] = {}
 
     async def folders(self, account: Account) -> list[FolderStatus]:
         """Every folder of C{account} with its counters, by name."""
@@ -123,9 +160,249 @@ class MailboxService:
             await self.mailstore.set_flags(account, stored.folder, [stored.uid], "add", keywords)
         return stored
 
+    # -- folders -------------------------------------------------------------
+
+    async def create_folder(self, account: Account, name: str) -> None:
+        """
+        IMAP CREATE: folder C{name} and its missing parents (each a
+        L{FolderChanged} "created", parents first).  One trailing "/" is
+        dropped (RFC 3501 6.3.3: it only announces subfolders).
+
+        @raise FolderExists: C{name} exists (INBOX always does).
+        @raise InvalidFolderName: see L{folder_ops.check_name}.
+        """
+        async with self._serialised(account):
+            created = await self._create(account, name.removesuffix(folder_ops.DELIMITER))
+        self._publish(
+            FolderChanged(user_id=account.id, folder=n, action="created") for n in created
+        )
+
+    async def delete_folder(self, account: Account, name: str) -> None:
+        """
+        IMAP DELETE: the folder's rows go, its Maildir is set aside under
+        C{mail/.deleted/} (L{folder_files.set_aside}), not destroyed.
+
+        @raise FolderRefused: C{name} is INBOX.
+        @raise FolderHasChildren: it has subfolders (gk does not keep a
+            deleted name as C{\\Noselect} the way RFC 3501 allows).
+        @raise NoSuchFolder: no such folder.
+        """
+        mail_root, root = self._roots(account)
+        async with self._serialised(account):
+            deleted = await self.db.write(
+                lambda s: folder_ops.delete_folder(s, account.id, canonical_name(name))
+            )
+            try:
+                await deferToThread(
+                    folder_files.set_aside, mail_root, root, maildir.folder_dir(root, deleted)
+                )
+            except Exception:
+                # Deleted all the same: a directory no row names is never read.
+                self.log.failure("folder {name!r} deleted, its Maildir stays", name=deleted)
+        self._publish([FolderChanged(user_id=account.id, folder=deleted, action="deleted")])
+
+    async def rename_folder(self, account: Account, old: str, new: str) -> None:
+        """
+        IMAP RENAME of C{old} and its subfolders (C{old/x} -> C{new/x}),
+        creating the missing parents of C{new}; each folder keeps its
+        UIDVALIDITY and UIDs.  Events: L{FolderChanged} "created" for the
+        parents, "renamed" (C{new_name}) for each folder.
+
+        Renaming INBOX (RFC 3501 6.3.5) creates C{new} and moves every INBOX
+        message there (new UIDs); INBOX stays, empty, with its subfolders.
+        Events: "created", then those of a L{move}.
+
+        @raise NoSuchFolder: no folder C{old}.
+        @raise FolderExists: C{new} (or a subfolder's new name) exists.
+        @raise InvalidFolderName: C{new} is invalid or inside C{old}.
+        """
+        old = canonical_name(old)
+        mail_root, root = self._roots(account)
+
+        def rename(session: Session) -> tuple[RenamePlan, dict[str, list[str]]]:
+            plan = folder_ops.rename_folders(session, account.id, old, new)
+            made = [*plan.created, *(folder.new for folder in plan.renamed)]
+            folder_files.prepare_dirs(mail_root, root, made)
+            paths, transferred = folder_files.transfer(root, plan.renamed)
+            folder_ops.relocate(session, paths)
+            return plan, transferred
+
+        async with self._serialised(account):
+            if old == "INBOX":
+                created = await self._create(account, new)
+                self._publish(
+                    FolderChanged(user_id=account.id, folder=n, action="created") for n in created
+                )
+                result = await self._copy(account, "INBOX", None, created[-1], move=True)
+                self._publish_copy(account, "INBOX", created[-1], result)
+                return
+            plan, transferred = await self.db.write(rename)
+            try:
+                await deferToThread(folder_files.remove_old, mail_root, root, transferred)
+            except Exception:
+                # Renamed all the same: a directory no row names is never read.
+                self.log.failure("folder {name!r} renamed, its old Maildirs stay", name=old)
+        events: list[Event] = [
+            FolderChanged(user_id=account.id, folder=n, action="created") for n in plan.created
+        ]
+        events.extend(
+            FolderChanged(user_id=account.id, folder=f.old, action="renamed", new_name=f.new)
+            for f in plan.renamed
+        )
+        self._publish(events)
+
+    async def subscribe(self, account: Account, name: str, subscribed: bool) -> None:
+        """
+        IMAP SUBSCRIBE (C{True}) and UNSUBSCRIBE (C{False}).
+
+        @raise NoSuchFolder: no such folder (subscriptions live on folders).
+        """
+        await self.db.write(
+            lambda s: folder_ops.set_subscribed(s, account.id, canonical_name(name), subscribed)
+        )
+
+    # -- copies ----------------------------------------------------------------
+
+    async def copy(
+        self, account: Account, source: str, uids: list[int], target: str
+    ) -> list[tuple[int, int]]:
+        """
+        IMAP COPY: copy the messages C{uids} of C{source} (those that exist)
+        to C{target} with their flags and internal dates; each copy's file
+        is a hard link where the file system allows.  One L{MailDelivered}
+        per copy.
+
+        @return: C{(source UID, new UID)} pairs, both ascending (RFC 4315
+            COPYUID).
+        @raise NoSuchFolder: no folder C{source} or C{target}.
+        @raise QuotaExceeded: the copies would not fit in the account's quota.
+        """
+        source, target = canonical_name(source), canonical_name(target)
+        async with self._serialised(account):
+            result = await self._copy(account, source, uids, target, move=False)
+        self._publish_copy(account, source, target, result)
+        return [(c.source_uid, c.uid) for c in result.copied]
+
+    async def move(
+        self, account: Account, source: str, uids: list[int], target: str
+    ) -> list[tuple[int, int]]:
+        """
+        RFC 6851 MOVE: L{copy}, and in the same transaction the removal of
+        exactly those messages from C{source}, whatever their flags (other
+        C{\\Deleted} messages stay).  No quota check: the account's usage
+        does not change.  Events: those of L{copy}, then one
+        L{MessageExpunged} in C{source}.
+
+        @return: as L{copy}.
+        @raise NoSuchFolder: no folder C{source} or C{target}.
+        """
+        source, target = canonical_name(source), canonical_name(target)
+        async with self._serialised(account):
+            result = await self._copy(account, source, uids, target, move=True)
+        self._publish_copy(account, source, target, result)
+        return [(c.source_uid, c.uid) for c in result.copied]
+
+    async def _create(self, account: Account, name: str) -> list[str]:
+        mail_root, root = self._roots(account)
+
+        def create(session: Session) -> list[str]:
+            names = folder_ops.create_folders(session, account.id, name)
+            folder_files.prepare_dirs(mail_root, root, names)
+            return names
+
+        return await self.db.write(create)
+
+    async def _copy(
+        self, account: Account, source: str, uids: list[int] | None, target: str, *, move: bool
+    ) -> CopyResult:
+        _mail_root, root = self._roots(account)
+        source_dir, target_dir = maildir.folder_dir(root, source), maildir.folder_dir(root, target)
+
+        def read(session: Session) -> list[folder_ops.SourceFile]:
+            source_id = self._folder(session, account, source).id
+            self._folder(session, account, target)
+            return folder_ops.source_files(session, source_id, uids)
+
+        files = await self.db.read(read)
+        if not files:
+            return CopyResult([], [])
+        tmps = await deferToThread(folder_files.link_to_tmp, source_dir, target_dir, files)
+        names = {uid: tmp.name for uid, tmp in tmps.items()}
+        adding = sum(tmp.size for tmp in tmps.values())
+
+        def commit(session: Session) -> CopyResult:
+            source_id = self._folder(session, account, source).id
+            target_id = self._folder(session, account, target).id
+            if not move:
+                folder_ops.check_quota(session, account.id, account.quota_bytes, adding)
+            return folder_ops.copy_rows(session, source_id, target_id, names, move=move)
+
+        try:
+            result = await self.db.write(commit)
+        except BaseException:
+            await deferToThread(folder_files.discard, tmps.values())
+            raise
+        copied = {c.source_uid for c in result.copied}
+        await deferToThread(
+            _finish_copy,
+            [tmps[uid] for uid in sorted(copied)],
+            [tmp for uid, tmp in tmps.items() if uid not in copied],
+            [source_dir / path for _uid, path in result.removed],
+        )
+        return result
+
+    def _publish_copy(self, account: Account, source: str, target: str, result: CopyResult) -> None:
+        events: list[Event] = [
+            MailDelivered(
+                user_id=account.id, folder=target, uid=c.uid, sender=c.sender, subject=c.subject
+            )
+            for c in result.copied
+        ]
+        if result.removed:
+            events.append(
+                MessageExpunged(
+                    user_id=account.id,
+                    folder=source,
+                    uids=tuple(uid for uid, _path in result.removed),
+                )
+            )
+        self._publish(events)
+
+    def _publish(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self.mailstore.events.publish(event)
+
+    def _roots(self, account: Account) -> tuple[Path, Path]:
+        """The mail root and C{account}'s INBOX Maildir."""
+        return self.mailstore.mail_root, self.mailstore.user_root(account.email)
+
+    @asynccontextmanager
+    async def _serialised(self, account: Account) -> AsyncIterator[None]:
+        """One folder operation or copy of C{account} at a time."""
+        lock = self._locks.setdefault(account.id, DeferredLock())
+        await lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
+            if not lock.locked:
+                del self._locks[account.id]
+
     @staticmethod
     def _folder(session: Session, account: Account, name: str) -> MailFolder:
         folder = mail_index.get_folder(session, account.id, canonical_name(name))
         if folder is None:
             raise NoSuchFolder(f"{account.email} has no folder {name!r}")
         return folder
+
+
+def _finish_copy(
+    published: list[maildir.TmpFile], unused: list[maildir.TmpFile], removed: list[Path]
+) -> None:
+    """
+    After a copy committed: its files into C{new/} (durably) first, then
+    files no row names dropped, then (a move) the source files unlinked.
+    """
+    folder_files.publish_all(published)
+    folder_files.discard(unused)
+    folder_files.unlink_all(removed)

@@ -29,6 +29,7 @@ from gk.imap.syntax import SequenceSet
 from gk.imap.view import MailboxView
 from gk.mailboxes import canonical_name
 from gk.storage.mail_folders import IndexedMessage, Selection
+from gk.storage.mailstore import NoSuchFolder
 
 if TYPE_CHECKING:
     from gk.imap.session import IMAPSession
@@ -290,7 +291,13 @@ class SelectedMailbox:
             self.session.tagged(command.tag, "NO", "the mailbox is read-only (EXAMINE)")
             return
         uids = [uid for _seq, uid in self._targets(command.sequence, command.uid)]
-        pairs: list[tuple[int, int]] = await operation(account, self.name, uids, command.mailbox)
+        try:
+            pairs: list[tuple[int, int]] = await operation(
+                account, self.name, uids, command.mailbox
+            )
+        except NoSuchFolder:
+            self.session.tagged(command.tag, "NO", "[TRYCREATE] No such mailbox")
+            return
         target = await self.session.backend.mailboxes.status(account, command.mailbox)
         code = ""
         if pairs:

@@ -39,6 +39,7 @@ from gk.imap.parser import (
 )
 from gk.imap.selected import SelectedMailbox
 from gk.storage.accounts import Account
+from gk.storage.folder_ops import FolderExists, FolderRefused
 from gk.storage.mail_folders import FolderStatus
 from gk.storage.mailstore import MailStoreError, NoSuchFolder, QuotaExceeded
 
@@ -122,6 +123,10 @@ class IMAPSession:
             await handler(command)
         except NoSuchFolder:
             self.tagged(command.tag, "NO", "[NONEXISTENT] No such mailbox")
+        except FolderExists:
+            self.tagged(command.tag, "NO", "[ALREADYEXISTS] Mailbox already exists")
+        except FolderRefused as e:
+            self.tagged(command.tag, "NO", f"[CANNOT] {e}")
         except QuotaExceeded:
             self.tagged(command.tag, "NO", "[OVERQUOTA] Quota exceeded")
         except MailStoreError as e:

@@ -11,6 +11,7 @@ since N and gets exactly these.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
@@ -116,12 +117,24 @@ def expunge(
 
     @raise LookupError: the folder does not exist.
     """
+    condition: Any = Message.deleted.is_(True)
+    if uids is not None:
+        condition = condition & Message.uid.in_(uids)
+    return remove_where(session, folder_id, condition)
+
+
+def remove_where(session: Session, folder_id: int, condition: Any) -> list[tuple[int, str]]:
+    """
+    Remove a folder's messages matching C{condition} from the index (one
+    new modseq for the folder); their C{(uid, path)}, ascending, for the
+    caller to unlink once this commits.
+
+    @raise LookupError: the folder does not exist.
+    """
     lock_folder(session, folder_id)
     query = select(Message.id, Message.uid, Message.path).where(
-        Message.folder_id == folder_id, Message.deleted.is_(True)
+        Message.folder_id == folder_id, condition
     )
-    if uids is not None:
-        query = query.where(Message.uid.in_(uids))
     rows = session.execute(query.order_by(Message.uid)).all()
     if not rows:
         return []

@@ -108,8 +108,14 @@ async def test_mail_reaches_the_preferred_mx_signed_and_leaves_the_queue(world: 
     await relay.wait_until(relay.queue_empty, what="the queue to empty")
     assert list(relay.app.config.spool_dir.glob("[0-9A-F]*")) == []
     assert await relay.inbox(relay.alice) == []  # no report for a delivered message
-    metrics = relay.app.metrics.render().decode()
-    assert 'gk_outbound_deliveries_total{outcome="sent"} 1.0' in metrics
+    # Counted right after the outcome is committed (maybe a moment after the queue empties).
+    await relay.wait_until(
+        lambda: (
+            'gk_outbound_deliveries_total{outcome="sent"} 1.0'
+            in relay.app.metrics.render().decode()
+        ),
+        what="the delivery to be counted",
+    )
 
     # The signature verifies against the key gk would publish.
     [key], _problems = read_keys(key_directory(relay.app.config.server.data_dir), "example.test")

@@ -232,3 +232,44 @@ async def test_search_by_flags_headers_and_body(imap_server: IMAPServer) -> None
         [b"1"],
         [b"3"],
     ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_folders_are_created_renamed_and_mail_copied_and_moved(
+    imap_server: IMAPServer,
+) -> None:
+    app, alice = imap_server.app, imap_server.alice
+    for n in range(3):
+        await app.mailstore.deliver(alice, MESSAGE.replace(b"<1@", f"<{n}@".encode()))
+
+    def scenario() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        client = imap_server.login()
+        out["create"] = client.create("Projects/2026")
+        out["again"] = client.create("Projects/2026")
+        client.select("INBOX")
+        out["copy"] = client.copy("1:2", "Projects/2026")
+        out["nowhere"] = client.copy("1", "Nowhere")
+        out["move"] = client.uid("MOVE", "3", "Archive")
+        out["inbox"] = client.fetch("1:*", "(UID)")[1]
+        out["rename"] = client.rename("Projects", "Work")
+        listing: Any = client.list('""', "Work*")[1]
+        out["list"] = sorted(x.decode() for x in listing if x)
+        client.select("Work/2026")
+        out["copied"] = client.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")[1]
+        out["delete_inbox"] = client.delete("INBOX")
+        client.logout()
+        return out
+
+    out = await in_thread(scenario)
+    assert out["create"][0] == "OK"
+    assert out["again"][0] == "NO" and b"ALREADYEXISTS" in out["again"][1][0]
+    assert out["copy"][0] == "OK" and b"COPYUID" in out["copy"][1][0]
+    assert out["nowhere"][0] == "NO" and b"TRYCREATE" in out["nowhere"][1][0]
+    assert out["move"][0] == "OK"
+    assert out["inbox"] == [b"1 (UID 1)", b"2 (UID 2)"]
+    assert out["rename"][0] == "OK"
+    assert out["list"] == ['(\\HasChildren) "/" "Work"', '(\\HasNoChildren) "/" "Work/2026"']
+    ids = [part[1] for part in out["copied"] if isinstance(part, tuple)]
+    assert ids == [b"Message-ID: <0@example.org>\r\n\r\n", b"Message-ID: <1@example.org>\r\n\r\n"]
+    assert out["delete_inbox"][0] == "NO" and b"CANNOT" in out["delete_inbox"][1][0]

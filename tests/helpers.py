@@ -30,6 +30,7 @@ from typing import IO, Any, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, ResponseDone
 from twisted.web.http import PotentialDataLoss
@@ -50,6 +51,20 @@ LISTENING = re.compile(
 )
 
 _EOF = object()
+
+
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run a blocking client (smtplib, imaplib, sockets) off the reactor thread."""
+    result: T = await deferToThread(fn, *args)
+    return result
+
+
+def client_tls() -> ssl.SSLContext:
+    """A client TLS context that accepts the tests' self-signed certificates."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def clean_environ(extra: Mapping[str, str] | None = None) -> dict[str, str]:

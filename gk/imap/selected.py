@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
 from gk.events import Event, FlagsChanged, MailDelivered, MessageExpunged
@@ -24,7 +25,7 @@ from gk.imap import encode
 from gk.imap.fetch_attributes import FetchAttribute
 from gk.imap.message import MessageStructure, partial
 from gk.imap.parser import Command, Copy, Expunge, Fetch, Search, Store
-from gk.imap.search_eval import SearchTarget, compile_search
+from gk.imap.search_eval import CompiledSearch, SearchTarget, compile_search
 from gk.imap.syntax import SequenceSet
 from gk.imap.view import MailboxView
 from gk.mailboxes import canonical_name
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 _NO_EXPUNGE = {"FETCH", "STORE", "SEARCH"}
 #: Message files read per trip to a thread by a SEARCH on their content.
 SEARCH_READ_BATCH = 200
+#: Messages larger than this are rendered for FETCH in a thread.
+RENDER_IN_THREAD_BYTES = 256 * 1024
 #: FETCH items answered from the index alone.
 _INDEX_ITEMS = {"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "MODSEQ"}
 
@@ -164,7 +167,14 @@ class SelectedMailbox:
                 if needs_bytes
                 else None
             )
-            self.session.send(self._fetch_response(seq, row, attributes, data))
+            if data is not None and len(data) > RENDER_IN_THREAD_BYTES:
+                # Parsing a big message's MIME structure would hold up the reactor.
+                response = await deferToThread(
+                    self._fetch_response, seq, row, list(attributes), data
+                )
+            else:
+                response = self._fetch_response(seq, row, attributes, data)
+            self.session.send(response)
         self.session.tagged(command.tag, "OK", f"{'UID ' if command.uid else ''}FETCH completed")
 
     async def _row(self, uid: int) -> IndexedMessage | None:
@@ -257,13 +267,13 @@ class SelectedMailbox:
             contents = await mailboxes.mailstore.read_paths(
                 account, self.name, [t.row.path for t in batch]
             )
+            present = []
             for target, content in zip(batch, contents, strict=True):
-                if content is None:
-                    continue  # expunged meanwhile
-                target.content = content
-                if matcher(target):
-                    found.append(target.seq)
-                target.content = None
+                if content is not None:  # else expunged meanwhile
+                    target.content = content
+                    present.append(target)
+            # Decoding bodies is CPU work: off the reactor thread too.
+            found.extend(await deferToThread(_matching, matcher, present))
         found.sort()
         if command.uid:
             found = [self.view.uid_of(seq) for seq in found]
@@ -282,11 +292,8 @@ class SelectedMailbox:
         assert isinstance(command, Copy)
         account = self.session.account
         assert account is not None
-        verb = "MOVE" if move else "COPY"
-        operation = getattr(self.session.backend.mailboxes, verb.lower(), None)
-        if operation is None:
-            self.session.tagged(command.tag, "NO", f"{verb} is not available in this version")
-            return
+        mailboxes = self.session.backend.mailboxes
+        operation = mailboxes.move if move else mailboxes.copy
         if move and self.read_only:
             self.session.tagged(command.tag, "NO", "the mailbox is read-only (EXAMINE)")
             return
@@ -389,3 +396,8 @@ def _item(
         origin, count = attribute.partial
         data = partial(data, origin, count)
     return encode.literal(data)
+
+
+def _matching(matcher: CompiledSearch, targets: list[SearchTarget]) -> list[int]:
+    """The sequence numbers of C{targets} that match (blocking: in a thread)."""
+    return [target.seq for target in targets if matcher(target)]

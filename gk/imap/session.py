@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import fnmatch
 import re
 from collections.abc import Callable
 
@@ -34,6 +33,7 @@ from gk.imap.parser import (
     ListMailboxes,
     Login,
     MailboxCommand,
+    Rename,
     Select,
     Status,
 )
@@ -315,33 +315,29 @@ class IMAPSession:
         )
 
     async def _do_create(self, command: Command) -> None:
-        await self._folder_change(command, "create_folder", "CREATE")
+        assert isinstance(command, MailboxCommand) and self.account is not None
+        await self.backend.mailboxes.create_folder(self.account, command.mailbox)
+        self.tagged(command.tag, "OK", "CREATE completed")
 
     async def _do_delete(self, command: Command) -> None:
-        await self._folder_change(command, "delete_folder", "DELETE")
+        assert isinstance(command, MailboxCommand) and self.account is not None
+        await self.backend.mailboxes.delete_folder(self.account, command.mailbox)
+        self.tagged(command.tag, "OK", "DELETE completed")
 
     async def _do_subscribe(self, command: Command) -> None:
-        await self._folder_change(command, "subscribe", "SUBSCRIBE", True)
+        await self._subscribe(command, True)
 
     async def _do_unsubscribe(self, command: Command) -> None:
-        await self._folder_change(command, "subscribe", "UNSUBSCRIBE", False)
+        await self._subscribe(command, False)
 
-    async def _folder_change(self, command: Command, method: str, verb: str, *args: object) -> None:
+    async def _subscribe(self, command: Command, subscribed: bool) -> None:
         assert isinstance(command, MailboxCommand) and self.account is not None
-        operation = getattr(self.backend.mailboxes, method, None)
-        if operation is None:
-            self.tagged(command.tag, "NO", f"{verb} is not available in this version")
-            return
-        await operation(self.account, command.mailbox, *args)
-        self.tagged(command.tag, "OK", f"{verb} completed")
+        await self.backend.mailboxes.subscribe(self.account, command.mailbox, subscribed)
+        self.tagged(command.tag, "OK", f"{command.name} completed")
 
     async def _do_rename(self, command: Command) -> None:
-        operation = getattr(self.backend.mailboxes, "rename_folder", None)
-        assert self.account is not None
-        if operation is None:
-            self.tagged(command.tag, "NO", "RENAME is not available in this version")
-            return
-        await operation(self.account, command.mailbox, command.new_name)  # type: ignore[attr-defined]
+        assert isinstance(command, Rename) and self.account is not None
+        await self.backend.mailboxes.rename_folder(self.account, command.mailbox, command.new_name)
         self.tagged(command.tag, "OK", "RENAME completed")
 
     async def _do_getquotaroot(self, command: Command) -> None:
@@ -389,12 +385,11 @@ def _status_item(status: FolderStatus, item: str) -> int:
 
 
 def _pattern(pattern: str) -> Callable[[str], bool]:
-    """A LIST pattern: "*" matches anything, "%" anything but the delimiter."""
-    if pattern.upper() == "INBOX":
-        return lambda name: name == "INBOX"
+    """
+    A LIST pattern: "*" matches anything, "%" anything but the delimiter.
+    INBOX matches in any case (RFC 3501 5.1), other names exactly.
+    """
     regex = "".join(".*" if c == "*" else "[^/]*" if c == "%" else re.escape(c) for c in pattern)
-    compiled = re.compile(regex + r"\Z")
-    return lambda name: (
-        bool(compiled.match(name))
-        or (name == "INBOX" and fnmatch.fnmatchcase("INBOX", pattern.upper().replace("%", "*")))
-    )
+    exact = re.compile(regex + r"\Z")
+    any_case = re.compile(regex + r"\Z", re.IGNORECASE)
+    return lambda name: bool((any_case if name == "INBOX" else exact).match(name))

@@ -8,7 +8,6 @@ MX hosts played by the sinks of L{tests.delivery.sinks} on 127.0.0.2,
 from __future__ import annotations
 
 import smtplib
-import ssl
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,15 +25,9 @@ from gk.storage.accounts import Account
 from gk.tls import write_self_signed
 from tests.conftest import ConfigWriter
 from tests.dnsserver import DNSTestServer
+from tests.helpers import client_tls
 
 PASSWORD = "correct horse battery staple"
-
-
-def client_tls() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 @dataclass

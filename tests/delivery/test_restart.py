@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import signal
 import smtplib
-import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +25,7 @@ from tests.helpers import (
     GkProcess,
     add_user_with_cli,
     clean_environ,
+    client_tls,
     start_serving,
     write_server_config,
 )
@@ -50,9 +50,7 @@ def queue_list(config: Path) -> str:
 
 
 def submit(port: int, recipients: list[str], message: bytes) -> None:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
+    context = client_tls()
     with smtplib.SMTP("127.0.0.1", port, local_hostname="laptop") as client:
         client.starttls(context=context)
         client.login("alice@example.test", PASSWORD)

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import imaplib
 import smtplib
-import ssl
 import textwrap
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest_twisted
-from twisted.internet.threads import deferToThread
 
 from gk.app import GkApp
 from gk.config import load_config
@@ -24,25 +22,13 @@ from gk.storage.accounts import Account
 from gk.tls import write_self_signed
 from tests.conftest import ConfigWriter
 from tests.dnsserver import DNSTestServer, dns_server
+from tests.helpers import client_tls
 
 __all__ = ["dns_server"]
 
 T = TypeVar("T")
 
 PASSWORD = "correct horse battery staple"
-
-
-async def in_thread(fn: Callable[..., T], *args: Any) -> T:
-    """Run a blocking client (imaplib, smtplib) off the reactor thread."""
-    result: T = await deferToThread(fn, *args)
-    return result
-
-
-def client_tls() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 @dataclass

@@ -12,7 +12,8 @@ import pytest_twisted
 from imapclient import IMAPClient  # type: ignore[import-untyped]
 from imapclient.exceptions import IMAPClientError  # type: ignore[import-untyped]
 
-from tests.imap.conftest import PASSWORD, IMAPServer, client_tls, in_thread
+from tests.helpers import client_tls, in_thread
+from tests.imap.conftest import PASSWORD, IMAPServer
 
 BIG = (
     b"From: Alice <alice@example.test>\r\nSubject: the big one\r\n"

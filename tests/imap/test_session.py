@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import pytest_twisted
 
-from tests.imap.conftest import PASSWORD, IMAPServer, client_tls, in_thread
+from tests.helpers import client_tls, in_thread
+from tests.imap.conftest import PASSWORD, IMAPServer
 
 MESSAGE = (
     b"From: Carol <carol@example.org>\r\n"

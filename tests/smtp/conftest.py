@@ -7,16 +7,14 @@ self-signed certificate, and a loopback DNS server for the inbound checks.
 from __future__ import annotations
 
 import smtplib
-import ssl
 import textwrap
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 import pytest_twisted
-from twisted.internet.threads import deferToThread
 
 from gk.app import GkApp
 from gk.config import load_config
@@ -25,25 +23,13 @@ from gk.storage.accounts import Account
 from gk.tls import write_self_signed
 from tests.conftest import ConfigWriter
 from tests.dnsserver import DNSTestServer, dead_dns_server, dns_server
+from tests.helpers import client_tls
 
 __all__ = ["dead_dns_server", "dns_server"]
 
 T = TypeVar("T")
 
 PASSWORD = "correct horse battery staple"
-
-
-async def in_thread(fn: Callable[..., T], *args: Any) -> T:
-    """Run a blocking client (smtplib, sockets) off the reactor thread."""
-    result: T = await deferToThread(fn, *args)
-    return result
-
-
-def client_tls() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 @dataclass

@@ -35,10 +35,10 @@ from tests.helpers import (
     DEADLINE,
     GkProcess,
     add_user_with_cli,
+    in_thread,
     start_serving,
     write_server_config,
 )
-from tests.smtp.conftest import in_thread
 
 GK = str(Path(sys.executable).parent / "gk")
 RECIPIENT = "alice@example.test"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest_twisted
 
-from tests.smtp.conftest import MailServer, in_thread
+from tests.helpers import in_thread
+from tests.smtp.conftest import MailServer
 
 MESSAGE = (
     b"From: Carol <carol@example.org>\r\n"

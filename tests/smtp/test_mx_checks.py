@@ -13,8 +13,9 @@ import pytest
 import pytest_twisted
 
 from tests.dnsserver import DNSTestServer
+from tests.helpers import in_thread
 from tests.mailauth.helpers import DKIMKey, ed25519_key, make_message, rsa_key, sign
-from tests.smtp.conftest import MailServer, in_thread
+from tests.smtp.conftest import MailServer
 from tests.smtp.rawclient import RawClient, SMTPReply, client_part, ehlo, expect
 
 HOSTNAME = "mail.example.test"

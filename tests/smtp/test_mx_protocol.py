@@ -18,7 +18,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.testing import StringTransport
 
 from gk.smtp.protocol import SMTPFactory, SMTPServerProtocol
-from tests.smtp.conftest import MailServer, in_thread
+from tests.helpers import in_thread
+from tests.smtp.conftest import MailServer
 from tests.smtp.rawclient import RawClient, client_part, ehlo, expect
 
 MESSAGE = (

@@ -21,7 +21,7 @@ from gk.app import GkApp
 from gk.queue import STALE_SPOOL_SECONDS
 from gk.storage import queue_store
 from gk.storage.models import QueuedMessage, QueuedRecipient
-from tests.smtp.conftest import in_thread
+from tests.helpers import in_thread
 
 T = TypeVar("T")
 

@@ -12,7 +12,8 @@ import smtplib
 import pytest_twisted
 
 from gk.app import GkApp
-from tests.smtp.conftest import MailServer, in_thread
+from tests.helpers import in_thread
+from tests.smtp.conftest import MailServer
 
 MESSAGE = b"From: carol@example.org\r\nSubject: hello\r\n\r\nHi Bob.\r\n"
 

@@ -23,7 +23,8 @@ from zope.interface import implementer
 from gk import passwords
 from gk.storage import queue_store
 from gk.storage.models import QueuedMessage
-from tests.smtp.conftest import PASSWORD, MailServer, client_tls, in_thread
+from tests.helpers import client_tls, in_thread
+from tests.smtp.conftest import PASSWORD, MailServer
 
 Reply = tuple[int, bytes]
 

@@ -12,9 +12,14 @@ senders and subjects), then times:
     to list a folder;
   - a header SEARCH (SUBJECT) and a BODY search;
   - 100 full-message fetches (BODY.PEEK[]);
-  - a STORE on every message (+FLAGS.SILENT (\\Seen)).
+  - a STORE on every message (+FLAGS.SILENT (\\Seen));
+
+and the server's resident memory after the APPENDs, at the end, and at its
+peak: with --messages 100000 it shows that a session on a big folder does
+not hold the folder in memory.
 
     .venv/bin/python bench/imap_fetch.py
+    .venv/bin/python bench/imap_fetch.py --messages 100000 --connections 8
     .venv/bin/python bench/imap_fetch.py --messages 2000 --database-url \\
         postgresql+psycopg://postgres@127.0.0.1:5432/test
 """
@@ -30,6 +35,7 @@ import socket
 import ssl
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from smtp_ingest import BenchError, gk_command, postgres_schema, running_server, temporary_directory
@@ -102,7 +108,7 @@ def timed(fn: object) -> float:
     return round(time.perf_counter() - start, 4)
 
 
-def measure(port: int, count: int) -> dict[str, object]:
+def connect(port: int) -> imaplib.IMAP4_SSL:
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -110,17 +116,47 @@ def measure(port: int, count: int) -> dict[str, object]:
     # Without it the literal of each APPEND waits for the delayed ACK (Nagle).
     client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     client.login(USER, PASSWORD)
-    rng = random.Random(1)
-    start = time.perf_counter()
-    for n in range(count):
+    return client
+
+
+def append_all(port: int, numbers: range) -> None:
+    """APPEND messages C{numbers} to Archive over one connection."""
+    client = connect(port)
+    rng = random.Random(numbers.start)
+    for n in numbers:
         typ, _ = client.append("Archive", None, None, build_message(n, rng))
         if typ != "OK":
             raise BenchError(f"APPEND {n} failed")
-    append_seconds = time.perf_counter() - start
+    client.logout()
+
+
+def fill(port: int, count: int, connections: int) -> float:
+    """APPEND C{count} messages over C{connections} at once; the rate per second."""
+    share = -(-count // connections)
+    parts = [range(i, min(i + share, count)) for i in range(0, count, share)]
+    start = time.perf_counter()
+    with ThreadPoolExecutor(len(parts)) as pool:
+        for future in [pool.submit(append_all, port, part) for part in parts]:
+            future.result()
+    return count / (time.perf_counter() - start)
+
+
+def rss_mb(pid: int, field: str) -> float:
+    """The server's resident memory (C{VmRSS}) or its peak (C{VmHWM}), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise BenchError(f"no {field} for process {pid}")
+
+
+def measure(port: int, count: int, pid: int, connections: int) -> dict[str, object]:
     figures: dict[str, object] = {
         "messages": count,
-        "append_per_second": round(count / append_seconds, 1),
+        "append_per_second": round(fill(port, count, connections), 1),
+        "append_connections": connections,
+        "server_rss_mb_after_append": rss_mb(pid, "VmRSS"),
     }
+    client = connect(port)
     figures["select_seconds"] = timed(lambda: client.select("Archive"))
     listing: list[object] = []
     figures["fetch_envelope_seconds"] = timed(
@@ -140,6 +176,8 @@ def measure(port: int, count: int) -> dict[str, object]:
     )
     figures["store_all_seconds"] = timed(lambda: client.store("1:*", "+FLAGS.SILENT", "(\\Seen)"))
     client.logout()
+    figures["server_rss_mb_at_end"] = rss_mb(pid, "VmRSS")
+    figures["server_peak_rss_mb"] = rss_mb(pid, "VmHWM")
     if len([item for item in listing if isinstance(item, tuple)]) != count and len(listing) < count:
         raise BenchError(f"FETCH returned {len(listing)} items for {count} messages")
     return figures
@@ -149,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Time gk's IMAP server on a big folder.")
     parser.add_argument("--messages", type=int, default=10_000, help="messages (10000)")
     parser.add_argument("--database-url", help="as for smtp_ingest.py; default SQLite")
+    parser.add_argument(
+        "--connections", type=int, default=1, help="APPEND over this many connections (1)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the instance's files")
     args = parser.parse_args(argv)
     try:
@@ -160,8 +201,9 @@ def main(argv: list[str] | None = None) -> int:
             config = write_config(directory, url)
             gk_command(config, "init", "--domain", DOMAIN, "--hostname", "mail.bench.test")
             gk_command(config, "user", "add", USER, "--password-stdin", stdin=PASSWORD + "\n")
-            port, _process = stack.enter_context(running_server(config, "imap"))
-            print(json.dumps(measure(port, args.messages), indent=2))
+            port, process = stack.enter_context(running_server(config, "imap"))
+            figures = measure(port, args.messages, process.pid, args.connections)
+            print(json.dumps(figures, indent=2))
         return 0
     except (BenchError, OSError, imaplib.IMAP4.error) as e:
         print(f"bench: error: {e}", file=sys.stderr)

@@ -109,9 +109,20 @@ class MailboxService:
         return await self.db.read(read)
 
     async def changed_since(self, account: Account, name: str, modseq: int) -> list[IndexedMessage]:
+        """Messages changed or added after C{modseq}, ascending (CONDSTORE)."""
+
         def read(session: Session) -> list[IndexedMessage]:
             folder = self._folder(session, account, name)
             return mail_folders.changed_since(session, folder.id, modseq)
+
+        return await self.db.read(read)
+
+    async def vanished_since(self, account: Account, name: str, modseq: int) -> list[int]:
+        """UIDs expunged from the folder after C{modseq}, ascending (QRESYNC)."""
+
+        def read(session: Session) -> list[int]:
+            folder = self._folder(session, account, name)
+            return mail_folders.vanished_since(session, folder.id, modseq)
 
         return await self.db.read(read)
 

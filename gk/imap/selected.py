@@ -13,8 +13,10 @@ IDLEs, changes are pushed at once.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from bisect import bisect_right
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from itertools import islice
+from typing import TYPE_CHECKING, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
@@ -35,12 +37,20 @@ from gk.storage.mailstore import NoSuchFolder
 if TYPE_CHECKING:
     from gk.imap.session import IMAPSession
 
+T = TypeVar("T")
+
 #: Commands during which EXPUNGE responses must wait (by sequence number).
 _NO_EXPUNGE = {"FETCH", "STORE", "SEARCH"}
+#: Index rows loaded at a time by FETCH and SEARCH.
+FETCH_BATCH = 1000
+#: Messages changed per transaction by STORE.
+STORE_BATCH = 5000
 #: Message files read per trip to a thread by a SEARCH on their content.
 SEARCH_READ_BATCH = 200
 #: Messages larger than this are rendered for FETCH in a thread.
 RENDER_IN_THREAD_BYTES = 256 * 1024
+#: The largest UID there can be: what "*" stands for when asking what vanished.
+_MAX_UID = 2**32 - 1
 #: FETCH items answered from the index alone.
 _INDEX_ITEMS = {"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "MODSEQ"}
 
@@ -92,8 +102,7 @@ class SelectedMailbox:
         """Send what changed since the last report (see the module docstring)."""
         may_expunge = command is None or command.uid or command.name not in _NO_EXPUNGE
         if may_expunge:
-            for seq in self.view.flush_expunges():
-                self.session.untagged(f"{seq} EXPUNGE")
+            self._report_expunged(self.view.flush_expunges())
         if self._new:
             new, self._new = self._new, set()
             exists = self.view.add(new)
@@ -102,6 +111,39 @@ class SelectedMailbox:
         if self._flags:
             uids, self._flags = sorted(self._flags), set()
             await self._send_flags(uids)
+
+    def _report_expunged(self, removed: list[tuple[int, int]]) -> None:
+        """
+        Tell the client that messages left the view: one EXPUNGE per
+        sequence number, or under QRESYNC one VANISHED listing the UIDs
+        (RFC 7162 3.2.10), which a client must get instead.
+        """
+        if self.session.qresync:
+            if removed:
+                uids = SequenceSet.from_numbers(uid for _seq, uid in removed)
+                self.session.untagged(f"VANISHED {uids}")
+            return
+        for seq, _uid in removed:
+            self.session.untagged(f"{seq} EXPUNGE")
+
+    async def report_resync(self, modseq: int, known_uids: SequenceSet | None) -> None:
+        """
+        SELECT's QRESYNC answer (RFC 7162 3.2.5.1): the UIDs expunged since
+        C{modseq} (only those in C{known_uids} when given) as VANISHED
+        (EARLIER), then FLAGS and MODSEQ of every message changed since.
+        """
+        account = self.session.account
+        assert account is not None
+        mailboxes = self.session.backend.mailboxes
+        vanished = await mailboxes.vanished_since(account, self.name, modseq)
+        if known_uids is not None:
+            vanished = _within(vanished, known_uids.resolve(_MAX_UID))
+        if vanished:
+            self.session.untagged(f"VANISHED (EARLIER) {SequenceSet.from_numbers(vanished)}")
+        for row in await mailboxes.changed_since(account, self.name, modseq):
+            seq = self.view.seq_of(row.uid)
+            if seq is not None:
+                self.session.untagged(self._flags_response(seq, row, include_uid=True))
 
     async def _send_flags(self, uids: list[int]) -> None:
         account = self.session.account
@@ -121,10 +163,11 @@ class SelectedMailbox:
 
     # -- resolving sets ------------------------------------------------------------
 
-    def _targets(self, sequence: SequenceSet, uid: bool) -> list[tuple[int, int]]:
+    def _targets(self, sequence: SequenceSet, uid: bool) -> Iterator[tuple[int, int]]:
+        """(seq, uid) of the messages a command names, ascending, lazily."""
         if uid:
-            return list(self.view.uids_between(sequence.resolve(self.view.max_uid)))
-        return list(self.view.uids_in(sequence.resolve(len(self.view))))
+            return self.view.uids_between(sequence.resolve(self.view.max_uid))
+        return self.view.uids_in(sequence.resolve(len(self.view)))
 
     # -- FETCH ---------------------------------------------------------------------
 
@@ -132,56 +175,74 @@ class SelectedMailbox:
         assert isinstance(command, Fetch)
         account = self.session.account
         assert account is not None
-        targets = self._targets(command.sequence, command.uid)
-        rows = {
-            row.uid: row
-            for row in await self.session.backend.mailboxes.indexed(
-                account, self.name, [uid for _seq, uid in targets]
-            )
-        }
+        if command.vanished and not self.session.qresync:
+            self.session.tagged(command.tag, "BAD", "VANISHED needs ENABLE QRESYNC first")
+            return
         if command.changed_since is not None:
             self.session.condstore = True
-            rows = {u: r for u, r in rows.items() if r.modseq > command.changed_since}
+        if command.vanished:
+            assert command.changed_since is not None
+            await self._report_vanished_earlier(command.sequence, command.changed_since)
         attributes = list(command.attributes)
-        if command.uid and not any(a.name == "UID" for a in attributes):
+        # Under QRESYNC every FETCH response carries the UID (RFC 7162 3.2.4).
+        if (command.uid or self.session.qresync) and not any(a.name == "UID" for a in attributes):
             attributes.insert(0, FetchAttribute("UID"))
+        # A batch of index rows at a time: a FETCH 1:* of a 100,000-message
+        # folder never holds the whole folder.
+        for chunk in _batches(self._targets(command.sequence, command.uid), FETCH_BATCH):
+            await self._fetch_batch(command, chunk, attributes)
+        self.session.tagged(command.tag, "OK", f"{'UID ' if command.uid else ''}FETCH completed")
+
+    async def _fetch_batch(
+        self, command: Fetch, targets: list[tuple[int, int]], attributes: list[FetchAttribute]
+    ) -> None:
+        account = self.session.account
+        assert account is not None
+        mailboxes = self.session.backend.mailboxes
+        rows = {
+            row.uid: row
+            for row in await mailboxes.indexed(account, self.name, [uid for _s, uid in targets])
+        }
+        if command.changed_since is not None:
+            rows = {u: r for u, r in rows.items() if r.modseq > command.changed_since}
+        seen_now: set[int] = set()
+        if not self.read_only and any(a.sets_seen for a in attributes):
+            unseen = [uid for uid, known in rows.items() if "\\Seen" not in known.flags]
+            if unseen:
+                result = await mailboxes.set_flags(account, self.name, unseen, "add", {"\\Seen"})
+                seen_now = {state.uid for state in result.changed}
+                self._flags.difference_update(seen_now)
+                if seen_now:
+                    fresh = await mailboxes.indexed(account, self.name, sorted(seen_now))
+                    rows.update((changed.uid, changed) for changed in fresh)
         from_file = [a for a in attributes if a.name not in _INDEX_ITEMS]
-        set_seen = not self.read_only and any(a.sets_seen for a in attributes)
+        with_flags = [*attributes, FetchAttribute("FLAGS")]
+        has_flags = any(a.name == "FLAGS" for a in attributes)
         for seq, uid in targets:
             row = rows.get(uid)
             if row is None:
                 continue  # expunged meanwhile; reported when allowed
-            if set_seen and "\\Seen" not in row.flags:
-                result = await self.session.backend.mailboxes.set_flags(
-                    account, self.name, [uid], "add", {"\\Seen"}
-                )
-                self._flags.difference_update(s.uid for s in result.changed)
-                if result.changed:
-                    row = await self._row(uid) or row
-                    if not any(a.name == "FLAGS" for a in attributes):
-                        attributes = [*attributes, FetchAttribute("FLAGS")]
+            # A message newly \\Seen gets its FLAGS too (RFC 3501 6.4.5).
+            wanted = with_flags if uid in seen_now and not has_flags else attributes
             # ENVELOPE comes from the index when it was kept at delivery.
             needs_bytes = any(a.name != "ENVELOPE" or row.envelope is None for a in from_file)
-            data = (
-                await self.session.backend.mailboxes.read(account, self.name, uid)
-                if needs_bytes
-                else None
-            )
+            data = await mailboxes.read(account, self.name, uid) if needs_bytes else None
             if data is not None and len(data) > RENDER_IN_THREAD_BYTES:
                 # Parsing a big message's MIME structure would hold up the reactor.
-                response = await deferToThread(
-                    self._fetch_response, seq, row, list(attributes), data
-                )
+                response = await deferToThread(self._fetch_response, seq, row, wanted, data)
             else:
-                response = self._fetch_response(seq, row, attributes, data)
+                response = self._fetch_response(seq, row, wanted, data)
             self.session.send(response)
-        self.session.tagged(command.tag, "OK", f"{'UID ' if command.uid else ''}FETCH completed")
 
-    async def _row(self, uid: int) -> IndexedMessage | None:
+    async def _report_vanished_earlier(self, sequence: SequenceSet, modseq: int) -> None:
+        """UID FETCH's VANISHED modifier: the UIDs of C{sequence} expunged since C{modseq}."""
         account = self.session.account
         assert account is not None
-        rows = await self.session.backend.mailboxes.indexed(account, self.name, [uid])
-        return rows[0] if rows else None
+        vanished = await self.session.backend.mailboxes.vanished_since(account, self.name, modseq)
+        # "*" is the largest UID in use; expunged ones may lie above it.
+        vanished = _within(vanished, sequence.resolve(_MAX_UID))
+        if vanished:
+            self.session.untagged(f"VANISHED (EARLIER) {SequenceSet.from_numbers(vanished)}")
 
     def _fetch_response(
         self, seq: int, row: IndexedMessage, attributes: list[FetchAttribute], data: bytes | None
@@ -201,10 +262,27 @@ class SelectedMailbox:
         if self.read_only:
             self.session.tagged(command.tag, "NO", "the mailbox is read-only (EXAMINE)")
             return
-        targets = self._targets(command.sequence, command.uid)
-        uids = [uid for _seq, uid in targets if not self.view.is_vanished(uid)]
         if command.unchanged_since is not None:
             self.session.condstore = True
+        modified: list[int] = []
+        # In batches, each its own transaction and modseq: a STORE on 1:* of
+        # a 100,000-message folder never loads the whole folder at once.
+        for batch in _batches(self._targets(command.sequence, command.uid), STORE_BATCH):
+            modified.extend(await self._store_batch(command, batch))
+        prefix = "UID " if command.uid else ""
+        if modified:
+            numbers = SequenceSet.from_numbers(
+                modified if command.uid else [self.view.seq_of(u) or 0 for u in modified]
+            )
+            self.session.tagged(command.tag, "OK", f"[MODIFIED {numbers}] {prefix}STORE completed")
+        else:
+            self.session.tagged(command.tag, "OK", f"{prefix}STORE completed")
+
+    async def _store_batch(self, command: Store, targets: list[tuple[int, int]]) -> list[int]:
+        """Change the flags of C{targets} (seq, uid); the UIDs left alone (UNCHANGEDSINCE)."""
+        account = self.session.account
+        assert account is not None
+        uids = [uid for _seq, uid in targets if not self.view.is_vanished(uid)]
         result = await self.session.backend.mailboxes.set_flags(
             account, self.name, uids, command.operation, set(command.flags),
             command.unchanged_since,
@@ -216,21 +294,12 @@ class SelectedMailbox:
             if seq is None:
                 continue
             items = [f"FLAGS {encode.flag_list(state.flags).decode()}"]
-            if command.uid:
+            if command.uid or self.session.qresync:
                 items.insert(0, f"UID {state.uid}")
             if self.session.condstore:
                 items.append(f"MODSEQ ({state.modseq})")
             self.session.untagged(f"{seq} FETCH ({' '.join(items)})")
-        prefix = "UID " if command.uid else ""
-        if result.modified:
-            modified = SequenceSet.from_numbers(
-                result.modified
-                if command.uid
-                else [self.view.seq_of(u) or 0 for u in result.modified]
-            )
-            self.session.tagged(command.tag, "OK", f"[MODIFIED {modified}] {prefix}STORE completed")
-        else:
-            self.session.tagged(command.tag, "OK", f"{prefix}STORE completed")
+        return result.modified
 
     # -- SEARCH --------------------------------------------------------------------
 
@@ -242,17 +311,30 @@ class SelectedMailbox:
         assert isinstance(command, Search)
         account = self.session.account
         assert account is not None
-        mailboxes = self.session.backend.mailboxes
-        positions = list(self.view.uids_in([(1, len(self.view))]))
-        rows = {
-            row.uid: row
-            for row in await mailboxes.indexed(account, self.name, [uid for _s, uid in positions])
-        }
         matcher = compile_search(command.key, len(self.view), self.view.max_uid)
+        found: list[int] = []
+        # A batch of index rows at a time: never the whole folder in memory.
+        for positions in _batches(self.view.uids_in([(1, len(self.view))]), FETCH_BATCH):
+            found.extend(await self._search_batch(matcher, positions))
+        found.sort()
+        if command.uid:
+            found = [self.view.uid_of(seq) for seq in found]
+        self.session.untagged("SEARCH" + "".join(f" {n}" for n in found))
+        self.session.tagged(command.tag, "OK", f"{'UID ' if command.uid else ''}SEARCH completed")
+
+    async def _search_batch(
+        self, matcher: CompiledSearch, positions: list[tuple[int, int]]
+    ) -> list[int]:
+        """The sequence numbers among C{positions} (seq, uid) that match."""
+        account = self.session.account
+        assert account is not None
+        mailboxes = self.session.backend.mailboxes
+        rows = await mailboxes.indexed(account, self.name, [uid for _s, uid in positions])
+        by_uid = {row.uid: row for row in rows}
         found: list[int] = []
         undecided: list[SearchTarget] = []
         for seq, uid in positions:
-            row = rows.get(uid)
+            row = by_uid.get(uid)
             if row is None:
                 continue
             target = SearchTarget(seq, uid, row, len(self.view), self.view.max_uid)
@@ -274,11 +356,7 @@ class SelectedMailbox:
                     present.append(target)
             # Decoding bodies is CPU work: off the reactor thread too.
             found.extend(await deferToThread(_matching, matcher, present))
-        found.sort()
-        if command.uid:
-            found = [self.view.uid_of(seq) for seq in found]
-        self.session.untagged("SEARCH" + "".join(f" {n}" for n in found))
-        self.session.tagged(command.tag, "OK", f"{'UID ' if command.uid else ''}SEARCH completed")
+        return found
 
     # -- COPY, MOVE, EXPUNGE ----------------------------------------------------------
 
@@ -314,8 +392,7 @@ class SelectedMailbox:
         if move:
             if code:
                 self.session.untagged(f"OK {code}moved")
-            for seq in self.view.remove_own([p[0] for p in pairs]):
-                self.session.untagged(f"{seq} EXPUNGE")
+            self._report_expunged(self.view.remove_own([p[0] for p in pairs]))
             self.session.tagged(command.tag, "OK", f"{'UID ' if command.uid else ''}MOVE completed")
         else:
             self.session.tagged(
@@ -339,10 +416,9 @@ class SelectedMailbox:
                 uid for _seq, uid in self.view.uids_between(sequence.resolve(self.view.max_uid))
             ]
         removed = await self.session.backend.mailboxes.expunge(account, self.name, uids)
-        numbers = self.view.remove_own(removed)
+        gone = self.view.remove_own(removed)
         if report:
-            for seq in numbers:
-                self.session.untagged(f"{seq} EXPUNGE")
+            self._report_expunged(gone)
 
     async def _do_close(self, command: Command) -> None:
         if not self.read_only:
@@ -396,6 +472,24 @@ def _item(
         origin, count = attribute.partial
         data = partial(data, origin, count)
     return encode.literal(data)
+
+
+def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """C{items} in lists of at most C{size}, lazily."""
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def _within(uids: list[int], ranges: tuple[tuple[int, int], ...]) -> list[int]:
+    """The C{uids} inside one of the ascending, disjoint inclusive C{ranges}."""
+    lows = [low for low, _high in ranges]
+    inside = []
+    for uid in uids:
+        i = bisect_right(lows, uid) - 1
+        if i >= 0 and uid <= ranges[i][1]:
+            inside.append(uid)
+    return inside
 
 
 def _matching(matcher: CompiledSearch, targets: list[SearchTarget]) -> list[int]:

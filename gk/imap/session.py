@@ -45,7 +45,7 @@ from gk.storage.mailstore import MailStoreError, NoSuchFolder, QuotaExceeded
 
 BASE_CAPABILITIES = (
     "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN "
-    "SPECIAL-USE CONDSTORE QUOTA"
+    "SPECIAL-USE CONDSTORE QRESYNC QUOTA"
 )
 
 _NOT_AUTHENTICATED = {"CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "AUTHENTICATE", "LOGIN", "ID"}
@@ -76,6 +76,8 @@ class IMAPSession:
         self.selected: SelectedMailbox | None = None
         self.logged_out = False
         self.condstore = False
+        #: ENABLE QRESYNC was given: VANISHED instead of EXPUNGE, UIDs in FETCH.
+        self.qresync = False
         #: While the client IDLEs: the tag of its IDLE command.
         self.idling: str | None = None
         #: While AUTHENTICATE PLAIN waits for its response line: its tag.
@@ -212,10 +214,13 @@ class IMAPSession:
 
     async def _do_enable(self, command: Command) -> None:
         assert isinstance(command, Enable)
-        enabled = [c for c in command.capabilities if c.upper() == "CONDSTORE"]
+        asked = {c.upper() for c in command.capabilities}
+        enabled = [c for c in ("CONDSTORE", "QRESYNC") if c in asked]
         if enabled:
-            self.condstore = True
-        self.untagged("ENABLED" + "".join(f" {c.upper()}" for c in enabled))
+            self.condstore = True  # QRESYNC implies CONDSTORE (RFC 7162 3.2.3)
+        if "QRESYNC" in asked:
+            self.qresync = True
+        self.untagged("ENABLED" + "".join(f" {c}" for c in enabled))
         self.tagged(command.tag, "OK", "ENABLE completed")
 
     async def _do_namespace(self, command: Command) -> None:
@@ -272,6 +277,9 @@ class IMAPSession:
 
     async def _open(self, command: Command, read_only: bool) -> None:
         assert isinstance(command, Select) and self.account is not None
+        if command.qresync is not None and not self.qresync:
+            self.tagged(command.tag, "BAD", "QRESYNC needs ENABLE QRESYNC first")
+            return
         if self.selected is not None:
             self.selected.close()
             self.selected = None
@@ -295,6 +303,9 @@ class IMAPSession:
         self.untagged(f"OK [UIDVALIDITY {status.uidvalidity}] UIDs valid")
         self.untagged(f"OK [UIDNEXT {status.uidnext}] next UID")
         self.untagged(f"OK [HIGHESTMODSEQ {status.highest_modseq}] modseq")
+        resync = command.qresync
+        if resync is not None and resync.uidvalidity == status.uidvalidity:
+            await self.selected.report_resync(resync.modseq, resync.known_uids)
         mode = "READ-ONLY" if read_only else "READ-WRITE"
         self.tagged(command.tag, "OK", f"[{mode}] {command.name} completed")
 

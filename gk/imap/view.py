@@ -108,28 +108,29 @@ class MailboxView:
             if self.seq_of(uid) is not None:
                 self._vanished.add(uid)
 
-    def flush_expunges(self) -> list[int]:
+    def flush_expunges(self) -> list[tuple[int, int]]:
         """
-        Drop the vanished messages from the view; the sequence numbers to
-        report, one EXPUNGE response each, in the order to send them (each
-        number counts after the ones before it were removed).
+        Drop the vanished messages from the view; C{(seq, uid)} of each, in
+        the order to report them: one EXPUNGE response per sequence number,
+        each counting after the ones before it were removed (or one
+        VANISHED response listing the UIDs, under QRESYNC).
         """
         if not self._vanished:
             return []
-        numbers: list[int] = []
+        removed: list[tuple[int, int]] = []
         for uid in sorted(self._vanished):
             seq = self.seq_of(uid)
             if seq is None:
                 continue
             del self._uids[seq - 1]
-            numbers.append(seq)
+            removed.append((seq, uid))
         self._vanished.clear()
-        return numbers
+        return removed
 
-    def remove_own(self, uids: Iterable[int]) -> list[int]:
+    def remove_own(self, uids: Iterable[int]) -> list[tuple[int, int]]:
         """
         Messages this session expunged (EXPUNGE, MOVE): gone from the view
-        now; the EXPUNGE sequence numbers to send, as L{flush_expunges}.
+        now; what to report, as L{flush_expunges}.
         """
         self.expunged_elsewhere(uids)
         return self.flush_expunges()

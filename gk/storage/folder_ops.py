@@ -63,7 +63,14 @@ from sqlalchemy.orm import Session
 from gk.storage import maildir
 from gk.storage.envelope import Envelope
 from gk.storage.mail_changes import SYSTEM_FLAGS, remove_where
-from gk.storage.mail_index import add_message, get_folder, list_folders, lock_folder, mailbox_usage
+from gk.storage.mail_index import (
+    add_message,
+    get_folder,
+    list_folders,
+    lock_folder,
+    mailbox_usage,
+    uid_filter,
+)
 from gk.storage.mailstore import MailStoreError, NoSuchFolder, QuotaExceeded
 from gk.storage.models import MailFolder, Message, User
 
@@ -351,10 +358,18 @@ def source_files(session: Session, folder_id: int, uids: list[int] | None) -> li
     query = select(Message.uid, Message.filename, Message.path, Message.size).where(
         Message.folder_id == folder_id
     )
+    wanted = None
     if uids is not None:
-        query = query.where(Message.uid.in_(uids))
+        if not uids:
+            return []
+        condition, wanted = uid_filter(uids)
+        query = query.where(condition)
     rows = session.execute(query.order_by(Message.uid))
-    return [SourceFile(int(u), str(f), str(p), int(s)) for u, f, p, s in rows]
+    return [
+        SourceFile(int(u), str(f), str(p), int(s))
+        for u, f, p, s in rows
+        if wanted is None or u in wanted
+    ]
 
 
 def check_quota(session: Session, user_id: int, quota_bytes: int | None, adding: int) -> None:
@@ -385,11 +400,15 @@ def copy_rows(
     if move:
         for folder_id in sorted({source_id, target_id}):
             lock_folder(session, folder_id)
-    rows = session.scalars(
-        select(Message)
-        .where(Message.folder_id == source_id, Message.uid.in_(list(names)))
-        .order_by(Message.uid)
-    ).all()
+    rows = []
+    if names:
+        condition, wanted = uid_filter(names.keys())
+        query = select(Message).where(Message.folder_id == source_id, condition)
+        rows = [
+            row
+            for row in session.scalars(query.order_by(Message.uid))
+            if wanted is None or row.uid in wanted
+        ]
     copied = []
     for row in rows:
         message = add_message(
@@ -419,4 +438,5 @@ def remove_messages(session: Session, folder_id: int, uids: list[int]) -> list[t
     """
     if not uids:
         return []
-    return remove_where(session, folder_id, Message.uid.in_(uids))
+    condition, _wanted = uid_filter(uids)
+    return remove_where(session, folder_id, condition, set(uids))

@@ -13,11 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from gk.storage.mail_index import lock_folder
-from gk.storage.models import MailFolder, Message
+from gk.storage.models import Message, VanishedMessage
 
 #: The system flags stored as columns, by IMAP name.
 SYSTEM_FLAGS = {
@@ -27,6 +27,10 @@ SYSTEM_FLAGS = {
     "\\Deleted": "deleted",
     "\\Draft": "draft",
 }
+
+
+#: UIDs per statement: well within every database's parameter limit.
+_CHUNK = 1000
 
 
 @dataclass(frozen=True)
@@ -78,13 +82,16 @@ def store_flags(
     system = {SYSTEM_FLAGS[f] for f in _system_names(flags)}
     keywords = [f for f in flags if _canonical(f) is None]
     folder = lock_folder(session, folder_id)
-    rows = list(
-        session.scalars(
-            select(Message)
-            .where(Message.folder_id == folder_id, Message.uid.in_(uids))
-            .order_by(Message.uid)
+    rows = [
+        row
+        for start in range(0, len(uids), _CHUNK)
+        for row in session.scalars(
+            select(Message).where(
+                Message.folder_id == folder_id, Message.uid.in_(uids[start : start + _CHUNK])
+            )
         )
-    )
+    ]
+    rows.sort(key=lambda row: row.uid)
     new_modseq = folder.highest_modseq + 1
     changed: list[FlagState] = []
     modified: list[int] = []
@@ -117,33 +124,46 @@ def expunge(
 
     @raise LookupError: the folder does not exist.
     """
-    condition: Any = Message.deleted.is_(True)
-    if uids is not None:
-        condition = condition & Message.uid.in_(uids)
-    return remove_where(session, folder_id, condition)
+    return remove_where(
+        session, folder_id, Message.deleted.is_(True), None if uids is None else set(uids)
+    )
 
 
-def remove_where(session: Session, folder_id: int, condition: Any) -> list[tuple[int, str]]:
+def remove_where(
+    session: Session, folder_id: int, condition: Any, uids: set[int] | None = None
+) -> list[tuple[int, str]]:
     """
-    Remove a folder's messages matching C{condition} from the index (one
-    new modseq for the folder); their C{(uid, path)}, ascending, for the
-    caller to unlink once this commits.
+    Remove a folder's messages matching C{condition} (and, when given,
+    whose UID is in C{uids}) from the index, with one new modseq for the
+    folder; their C{(uid, path)}, ascending, for the caller to unlink once
+    this commits.  Any number of messages: statements stay within the
+    databases' parameter limits.
 
     @raise LookupError: the folder does not exist.
     """
-    lock_folder(session, folder_id)
+    folder = lock_folder(session, folder_id)
     query = select(Message.id, Message.uid, Message.path).where(
         Message.folder_id == folder_id, condition
     )
-    rows = session.execute(query.order_by(Message.uid)).all()
+    rows = [
+        row
+        for row in session.execute(query.order_by(Message.uid))
+        if uids is None or row.uid in uids
+    ]
     if not rows:
         return []
-    session.execute(delete(Message).where(Message.id.in_([row.id for row in rows])))
+    for start in range(0, len(rows), _CHUNK):
+        ids = [row.id for row in rows[start : start + _CHUNK]]
+        session.execute(delete(Message).where(Message.id.in_(ids)))
+    modseq = folder.highest_modseq + 1
+    folder.highest_modseq = modseq
+    # Remembered for QRESYNC: a client that last saw an older modseq is told
+    # these UIDs vanished (RFC 7162 3.2.5.1).
     session.execute(
-        update(MailFolder)
-        .where(MailFolder.id == folder_id)
-        .values(highest_modseq=MailFolder.highest_modseq + 1)
+        insert(VanishedMessage),
+        [{"folder_id": folder_id, "uid": row.uid, "modseq": modseq} for row in rows],
     )
+    session.flush()
     return [(int(row.uid), str(row.path)) for row in rows]
 
 

@@ -16,7 +16,8 @@ from sqlalchemy import Row, and_, func, select
 from sqlalchemy.orm import Session
 
 from gk.storage.mail_changes import SYSTEM_FLAGS
-from gk.storage.models import MailFolder, Message
+from gk.storage.mail_index import uid_filter
+from gk.storage.models import MailFolder, Message, VanishedMessage
 
 
 @dataclass(frozen=True)
@@ -137,15 +138,18 @@ _ROW_COLUMNS = (
 
 
 def indexed(session: Session, folder_id: int, uids: list[int]) -> list[IndexedMessage]:
-    """The rows of C{uids} that exist, ascending by UID."""
+    """
+    The rows of C{uids} that exist, ascending by UID.  Callers ask for a
+    bounded number at a time (a few thousand: databases cap the parameters
+    of one statement).
+    """
     if not uids:
         return []
+    condition, wanted = uid_filter(uids)
     rows = session.execute(
-        select(*_ROW_COLUMNS)
-        .where(Message.folder_id == folder_id, Message.uid.in_(uids))
-        .order_by(Message.uid)
+        select(*_ROW_COLUMNS).where(Message.folder_id == folder_id, condition).order_by(Message.uid)
     )
-    return [_indexed(row) for row in rows]
+    return [_indexed(row) for row in rows if wanted is None or row.uid in wanted]
 
 
 def changed_since(session: Session, folder_id: int, modseq: int) -> list[IndexedMessage]:
@@ -156,6 +160,19 @@ def changed_since(session: Session, folder_id: int, modseq: int) -> list[Indexed
         .order_by(Message.uid)
     )
     return [_indexed(row) for row in rows]
+
+
+def vanished_since(session: Session, folder_id: int, modseq: int) -> list[int]:
+    """
+    UIDs expunged from the folder after C{modseq}, ascending (QRESYNC's
+    VANISHED (EARLIER)).
+    """
+    uids = session.scalars(
+        select(VanishedMessage.uid)
+        .where(VanishedMessage.folder_id == folder_id, VanishedMessage.modseq > modseq)
+        .order_by(VanishedMessage.uid)
+    )
+    return [int(uid) for uid in uids]
 
 
 def _indexed(row: Row[Any]) -> IndexedMessage:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime
 import secrets
 import time
+from collections.abc import Collection
+from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, make_transient_to_detached
@@ -218,3 +220,20 @@ def messages_in(session: Session, folder_id: int) -> list[Message]:
 
 def get_message(session: Session, folder_id: int, uid: int) -> Message | None:
     return session.scalar(select(Message).where(Message.folder_id == folder_id, Message.uid == uid))
+
+
+def uid_filter(uids: Collection[int]) -> tuple[Any, set[int] | None]:
+    """
+    A condition selecting the messages of C{uids} (a non-empty collection),
+    and the set to filter the rows by in Python when the condition is wider:
+    a short list is one C{IN}; a long one (a command on 1:* of a big
+    folder) is the range from its lowest to its highest UID, since
+    databases cap the parameters of one statement.
+    """
+    if len(uids) <= _IN_LIMIT:
+        return Message.uid.in_(list(uids)), None
+    return Message.uid.between(min(uids), max(uids)), set(uids)
+
+
+#: UIDs given as parameters of one C{IN}, at most.
+_IN_LIMIT = 500

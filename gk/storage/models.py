@@ -217,6 +217,25 @@ class Message(Base):
     imap_envelope: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
+class VanishedMessage(Base):
+    """
+    A message expunged from a folder, with the modseq of its expunge: what
+    QRESYNC (RFC 7162 3.2.5) reports as VANISHED (EARLIER) to a client that
+    last saw an older modseq.
+    """
+
+    __tablename__ = "vanished_messages"
+    __table_args__ = (
+        Index("ix_vanished_messages_folder_id_modseq", "folder_id", "modseq"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    folder_id: Mapped[int] = mapped_column(ForeignKey("mail_folders.id", ondelete="CASCADE"))
+    uid: Mapped[int] = mapped_column(BigInteger)
+    modseq: Mapped[int] = mapped_column(BigInteger)
+
+
 class QueuedMessage(Base):
     """
     A message waiting for delivery to remote recipients.  Its bytes are in
@@ -264,3 +283,104 @@ class QueuedRecipient(Base):
     last_attempt: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_error: Mapped[str] = mapped_column(Text, default="")
     delay_warned: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class DavCollection(Base):
+    """
+    A CalDAV calendar, CardDAV address book or scheduling inbox of a user
+    (C{kind} "calendar", "addressbook", "schedule-inbox"), named by its
+    URL segment, unique per user and kind.  C{revision} counts its changes
+    (members and properties): the RFC 6578 sync token and the CTag.
+    """
+
+    __tablename__ = "dav_collections"
+    # AUTOINCREMENT: the id is in sync tokens; a deleted collection's id
+    # given to a new one would make the old collection's tokens look valid.
+    __table_args__ = (
+        UniqueConstraint("user_id", "kind", "name"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    #: The URL segment.
+    name: Mapped[str] = mapped_column(String(255))
+    displayname: Mapped[str] = mapped_column(Text, default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    #: Apple's calendar-color, e.g. C{#1E90FFFF}.
+    color: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    #: Apple's calendar-order.
+    sort_order: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: A VCALENDAR with one VTIMEZONE (CalDAV calendar-timezone).
+    timezone: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: Comma-separated component names (C{VEVENT,VTODO}); "" for address books.
+    components: Mapped[str] = mapped_column(String(64), default="")
+    #: Last change's number; 0 for a new collection.
+    revision: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: Tombstones up to this revision were pruned: older sync tokens are refused.
+    pruned_revision: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: PROPPATCH properties not modelled above, JSON C{{clark-name: xml}}.
+    dead_properties: Mapped[str] = mapped_column(Text, default="{}")
+    created: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DavObject(Base):
+    """
+    One calendar object or vCard resource: its bytes and what queries need
+    without parsing them (UTC bounds of the whole recurrence set, summary
+    or FN, e-mail addresses).
+    """
+
+    __tablename__ = "dav_objects"
+    __table_args__ = (
+        UniqueConstraint("collection_id", "name"),
+        # One UID per collection (CalDAV no-uid-conflict, CardDAV likewise).
+        Index("ix_dav_objects_collection_id_uid", "collection_id", "uid", unique=True),
+        Index("ix_dav_objects_collection_id_revision", "collection_id", "revision"),
+        Index("ix_dav_objects_collection_id_range_end", "collection_id", "range_end"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("dav_collections.id", ondelete="CASCADE"))
+    #: The resource's URL segment.
+    name: Mapped[str] = mapped_column(String(255))
+    #: The iCalendar/vCard UID (Text: some clients' UIDs are long).
+    uid: Mapped[str] = mapped_column(Text)
+    #: The quoted strong entity tag, a hash of C{data}.
+    etag: Mapped[str] = mapped_column(String(64))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    #: VEVENT, VTODO, VJOURNAL or VCARD.
+    component: Mapped[str] = mapped_column(String(16))
+    #: UTC bounds of the whole recurrence set; L{None} is unbounded.
+    range_start: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    range_end: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    recurring: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The event's SUMMARY or the card's FN.
+    summary: Mapped[str] = mapped_column(Text, default="")
+    #: Lower-case addresses, one per line.
+    emails: Mapped[str] = mapped_column(Text, default="")
+    size: Mapped[int] = mapped_column(Integer)
+    #: The collection's revision when this was last written.
+    revision: Mapped[int] = mapped_column(BigInteger)
+    created: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    modified: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DavTombstone(Base):
+    """
+    A resource name deleted (or moved away) from a collection at
+    C{revision}: what sync-collection (RFC 6578) reports as removed.
+    """
+
+    __tablename__ = "dav_tombstones"
+    __table_args__ = (
+        Index("ix_dav_tombstones_collection_id_revision", "collection_id", "revision"),
+    )
+
+    collection_id: Mapped[int] = mapped_column(
+        ForeignKey("dav_collections.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    revision: Mapped[int] = mapped_column(BigInteger)
+    deleted: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)

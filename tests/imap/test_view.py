@@ -29,7 +29,7 @@ def test_an_expunge_elsewhere_waits_until_it_may_be_reported() -> None:
     # While answering a FETCH, the numbers do not move.
     assert len(view) == 5 and view.uid_of(4) == 4 and view.is_vanished(4)
     # Reported in order: 2 goes (seq 2); then 4, now at seq 3.
-    assert view.flush_expunges() == [2, 3]
+    assert view.flush_expunges() == [(2, 2), (3, 4)]
     assert [view.uid_of(n) for n in range(1, len(view) + 1)] == [1, 3, 5]
     assert view.flush_expunges() == []
 
@@ -52,7 +52,7 @@ def test_a_client_applying_the_reported_expunges_ends_with_the_servers_list(
     client = sorted(uids)  # what the client believes, by sequence number
     gone = data.draw(st.sets(st.sampled_from(sorted(uids)))) if uids else set()
     view.expunged_elsewhere(gone)
-    for seq in view.flush_expunges():
+    for seq, _uid in view.flush_expunges():
         del client[seq - 1]
     assert client == sorted(uids - gone)
     assert [view.uid_of(n) for n in range(1, len(view) + 1)] == client

@@ -1,0 +1,140 @@
+"""
+Queries over stored calendar objects and vCards that use the index
+instead of parsing every resource: time-range candidates for
+calendar-query and free-busy, component filters, and contact search.
+
+Blocking functions on a L{Session}, for the database's reader threads.
+Time-range results are candidates: the index keeps each resource's UTC
+bounds over its whole recurrence set, so the caller still evaluates the
+exact RFC 4791 9.9 rules (recurrences, time zones of floating times) on
+the few resources returned.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy.orm import Session
+
+from gk.storage.dav_common import (
+    ADDRESSBOOK,
+    CALENDAR,
+    OBJECT_COLUMNS,
+    StoredObject,
+    stored_object,
+)
+from gk.storage.models import DavCollection, DavObject
+
+_EARLIEST = datetime.datetime.min.replace(tzinfo=datetime.UTC)
+
+
+def overlaps(start: datetime.datetime | None, end: datetime.datetime | None) -> ColumnElement[bool]:
+    """
+    The condition that a resource's bounds meet the range C{[start, end]}
+    (L{None}: unbounded on that side); a resource with a L{None} bound is
+    unbounded on that side.  Both ends compare inclusively so that
+    zero-length items and the RFC 4791 9.9 VTODO rules (C{end >=
+    CREATED}, ...) keep their candidates.
+    """
+    conditions: list[ColumnElement[bool]] = []
+    if end is not None:
+        conditions.append(or_(DavObject.range_start.is_(None), DavObject.range_start <= end))
+    if start is not None:
+        conditions.append(or_(DavObject.range_end.is_(None), DavObject.range_end >= start))
+    return and_(True, *conditions)
+
+
+def time_range_candidates(
+    session: Session,
+    collection_id: int,
+    component: str | None,
+    start: datetime.datetime | None,
+    end: datetime.datetime | None,
+) -> list[StoredObject]:
+    """
+    The collection's resources of C{component} (L{None}: any) whose
+    bounds meet C{[start, end]} (see L{overlaps}), by name.  Resources
+    stored without bounds are always candidates.
+    """
+    query = select(*OBJECT_COLUMNS).where(
+        DavObject.collection_id == collection_id, overlaps(start, end)
+    )
+    if component is not None:
+        query = query.where(DavObject.component == component)
+    return [stored_object(row) for row in session.execute(query.order_by(DavObject.name))]
+
+
+def objects_with_component(
+    session: Session, collection_id: int, component: str
+) -> list[StoredObject]:
+    """The collection's resources of C{component}, by name (a query without time range)."""
+    rows = session.execute(
+        select(*OBJECT_COLUMNS)
+        .where(DavObject.collection_id == collection_id, DavObject.component == component)
+        .order_by(DavObject.name)
+    )
+    return [stored_object(row) for row in rows]
+
+
+def events_between(
+    session: Session,
+    user_id: int,
+    start: datetime.datetime,
+    end: datetime.datetime,
+    component: str = "VEVENT",
+) -> list[StoredObject]:
+    """
+    Candidates (see L{overlaps}) of C{component} meeting C{[start, end]}
+    in all the user's calendars (not the scheduling inbox), for
+    free-busy and the assistant; by start (unbounded first), collection
+    and name.  C{StoredObject.collection_id} tells the calendar.
+    """
+    rows = session.execute(
+        select(*OBJECT_COLUMNS)
+        .join(DavCollection, DavObject.collection_id == DavCollection.id)
+        .where(
+            DavCollection.user_id == user_id,
+            DavCollection.kind == CALENDAR,
+            DavObject.component == component,
+            overlaps(start, end),
+        )
+    )
+    found = [stored_object(row) for row in rows]
+    found.sort(key=lambda o: (o.start or _EARLIEST, o.collection_id, o.name))
+    return found
+
+
+def search_cards(session: Session, user_id: int, text: str, limit: int) -> list[StoredObject]:
+    """
+    Up to C{limit} vCards in all the user's address books whose FN or an
+    e-mail address contains C{text}, ignoring case (Unicode case folding,
+    which SQLite's C{lower()} lacks: the matching runs here over the
+    names and addresses, then only the matches' bytes are read); by name
+    as folded, then resource name.  An empty C{text} matches every card.
+    """
+    if limit <= 0:
+        return []
+    needle = text.casefold()
+    rows = session.execute(
+        select(DavObject.id, DavObject.summary, DavObject.emails, DavObject.name)
+        .join(DavCollection, DavObject.collection_id == DavCollection.id)
+        .where(DavCollection.user_id == user_id, DavCollection.kind == ADDRESSBOOK)
+    ).all()
+    matches = [row for row in rows if _matches(row, needle)]
+    matches.sort(key=lambda row: (row.summary.casefold(), row.name, row.id))
+    ids = [int(row.id) for row in matches[:limit]]
+    if not ids:
+        return []
+    found = {
+        int(row.id): stored_object(row)
+        for row in session.execute(
+            select(DavObject.id, *OBJECT_COLUMNS).where(DavObject.id.in_(ids))
+        )
+    }
+    return [found[i] for i in ids if i in found]
+
+
+def _matches(row: Any, needle: str) -> bool:
+    return needle in row.summary.casefold() or needle in row.emails.casefold()

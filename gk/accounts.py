@@ -25,7 +25,7 @@ from twisted.python.threadpool import ThreadPool
 
 from gk import passwords
 from gk.storage import accounts as store
-from gk.storage import mail_index
+from gk.storage import dav_store, mail_index
 from gk.storage.accounts import Account, AccountError, Credential
 from gk.storage.database import Database
 from gk.storage.mailstore import MailStore
@@ -216,7 +216,10 @@ class AccountService(Service):
         is_admin: bool = False,
         quota_bytes: int | None = None,
     ) -> Account:
-        """Create an account with its mail folders (on disk and indexed)."""
+        """
+        Create an account with its mail folders (on disk and indexed) and
+        its default calendar, task list and address book.
+        """
         address = normalize_address(email)
         check_password_strength(password)
         password_hash = await self._hash(passwords.hash_password, password)
@@ -226,6 +229,7 @@ class AccountService(Service):
         def insert(session: Session) -> Account:
             account = store.add_user(session, address, password_hash, is_admin, quota_bytes)
             mail_index.create_default_folders(session, account.id)
+            dav_store.ensure_default_collections(session, account.id)
             return account
 
         account = await self.db.write(insert)

@@ -16,7 +16,9 @@ from typing import Any
 from twisted.logger import Logger
 
 from gk.accounts import AccountService, normalize_domain
+from gk.calendars import CalendarService
 from gk.config import Config
+from gk.contacts import ContactService
 from gk.delivery.dkim_sign import DKIMSigner, key_directory
 from gk.errors import GkError
 from gk.events import EventBus
@@ -46,6 +48,8 @@ class GkApp:
     mailboxes: MailboxService
     security: Security
     mailauth: MailAuthenticator
+    calendars: CalendarService
+    contacts: ContactService
     _tls: ServerTLS | None = field(default=None, repr=False)
 
     log = Logger()
@@ -77,6 +81,8 @@ class GkApp:
             MailboxService(db, mailstore),
             security,
             mailauth,
+            CalendarService(db, events),
+            ContactService(db, events),
         )
 
     @property

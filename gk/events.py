@@ -60,6 +60,17 @@ class FolderChanged(Event):
 
 @dataclass(frozen=True)
 class CalendarChanged(Event):
+    """A calendar object was created, changed or deleted (C{action})."""
+
+    collection: str
+    href: str
+    action: str = "changed"
+
+
+@dataclass(frozen=True)
+class ContactsChanged(Event):
+    """A contact card was created, changed or deleted (C{action})."""
+
     collection: str
     href: str
     action: str = "changed"

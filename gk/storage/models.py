@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -182,6 +183,17 @@ class Message(Base):
         UniqueConstraint("folder_id", "uid"),
         Index("ix_messages_folder_id_internal_date", "folder_id", "internal_date"),
         Index("ix_messages_message_id", "message_id"),
+        # Covering indexes: a folder's counters, its first unseen message
+        # and its keywords without reading the (wide) rows: SELECT/STATUS.
+        Index("ix_messages_folder_id_seen_uid_size", "folder_id", "seen", "uid", "size"),
+        # Partial: only messages with keywords (few), not the keyword text,
+        # which may outgrow a PostgreSQL B-tree entry.
+        Index(
+            "ix_messages_folder_id_with_keywords",
+            "folder_id",
+            sqlite_where=text("keywords != ''"),
+            postgresql_where=text("keywords != ''"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

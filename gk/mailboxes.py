@@ -327,7 +327,11 @@ class MailboxService:
         self, account: Account, source: str, uids: list[int] | None, target: str, *, move: bool
     ) -> CopyResult:
         _mail_root, root = self._roots(account)
-        source_dir, target_dir = maildir.folder_dir(root, source), maildir.folder_dir(root, target)
+        try:
+            source_dir = maildir.folder_dir(root, source)
+            target_dir = maildir.folder_dir(root, target)
+        except ValueError:
+            raise NoSuchFolder(target) from None  # a name with an empty level: no such folder
 
         def read(session: Session) -> list[folder_ops.SourceFile]:
             source_id = self._folder(session, account, source).id

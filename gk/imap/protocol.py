@@ -13,10 +13,12 @@ from __future__ import annotations
 from collections import deque
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from gk.imap.backend import IIMAPBackend
 from gk.imap.framing import CommandReader, NeedContinuation, RawCommand, TooLong
@@ -29,6 +31,7 @@ from gk.tls import ServerTLS
 IDLE_TIMEOUT = 30 * 60
 
 
+@implementer(IPushProducer)
 class IMAPServerProtocol(Protocol, TimeoutMixin):
     """One client connection; see the module docstring."""
 
@@ -41,8 +44,14 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
         self._queue: deque[RawCommand] = deque()
         self._busy = False
         self._paused_for: NeedContinuation | None = None
+        #: While the transport's buffer is full: fired when it drains.
+        self._drained: Deferred[None] | None = None
 
     def connectionMade(self) -> None:
+        # As a streaming producer the transport tells us when its buffer is
+        # full, so that a FETCH 1:* of a big folder waits for the client
+        # instead of piling the whole answer up in memory.
+        self.transport.registerProducer(self, True)  # type: ignore[union-attr]
         set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
         if set_no_delay is not None:
             set_no_delay(True)
@@ -53,12 +62,14 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
             getattr(peer, "host", ""),
             self.factory.implicit_tls,
             self.factory.hostname,
+            self.writable,
         )
         self.setTimeout(IDLE_TIMEOUT)
         self._write(self.session.greeting())
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.setTimeout(None)
+        self.resumeProducing()
         if self.session is not None:
             self.session.close()
 
@@ -71,6 +82,25 @@ class IMAPServerProtocol(Protocol, TimeoutMixin):
             self.transport.write(data)
             if self.session is not None and self.session.logged_out:
                 self.transport.loseConnection()
+
+    # -- flow control (IPushProducer) ----------------------------------------------
+
+    def pauseProducing(self) -> None:
+        if self._drained is None:
+            self._drained = Deferred()
+
+    def resumeProducing(self) -> None:
+        drained, self._drained = self._drained, None
+        if drained is not None:
+            drained.callback(None)
+
+    def stopProducing(self) -> None:
+        self.resumeProducing()
+
+    async def writable(self) -> None:
+        """Wait until the transport can take more output (at once if it can)."""
+        if self._drained is not None:
+            await self._drained
 
     # -- input -------------------------------------------------------------------
 

@@ -92,6 +92,8 @@ class SelectedMailbox:
         elif isinstance(event, FlagsChanged):
             self._flags.update(event.uids)
         elif isinstance(event, MessageExpunged):
+            # Mail that came and went before it was reported is never reported.
+            self._new.difference_update(event.uids)
             self.view.expunged_elsewhere(event.uids)
         if self.session.idling is not None:
             Deferred.fromCoroutine(self.report_changes(None)).addErrback(
@@ -190,6 +192,7 @@ class SelectedMailbox:
         # A batch of index rows at a time: a FETCH 1:* of a 100,000-message
         # folder never holds the whole folder.
         for chunk in _batches(self._targets(command.sequence, command.uid), FETCH_BATCH):
+            await self.session.writable()
             await self._fetch_batch(command, chunk, attributes)
         self.session.tagged(command.tag, "OK", f"{'UID ' if command.uid else ''}FETCH completed")
 
@@ -226,7 +229,10 @@ class SelectedMailbox:
             wanted = with_flags if uid in seen_now and not has_flags else attributes
             # ENVELOPE comes from the index when it was kept at delivery.
             needs_bytes = any(a.name != "ENVELOPE" or row.envelope is None for a in from_file)
-            data = await mailboxes.read(account, self.name, uid) if needs_bytes else None
+            data = None
+            if needs_bytes:
+                await self.session.writable()  # message bodies: wait for the client per message
+                data = await mailboxes.read(account, self.name, uid)
             if data is not None and len(data) > RENDER_IN_THREAD_BYTES:
                 # Parsing a big message's MIME structure would hold up the reactor.
                 response = await deferToThread(self._fetch_response, seq, row, wanted, data)
@@ -288,12 +294,15 @@ class SelectedMailbox:
             command.unchanged_since,
         )  # fmt: skip
         self._flags.difference_update(state.uid for state in result.changed)
+        if command.silent and not self.session.condstore:
+            return result.modified  # .SILENT: the client knows what it set
         states = result.changed if command.silent else result.changed + result.unchanged
         for state in sorted(states, key=lambda s: s.uid):
             seq = self.view.seq_of(state.uid)
             if seq is None:
                 continue
-            items = [f"FLAGS {encode.flag_list(state.flags).decode()}"]
+            # Under CONDSTORE a silent STORE still owes the new MODSEQ (RFC 7162 3.1.3).
+            items = [] if command.silent else [f"FLAGS {encode.flag_list(state.flags).decode()}"]
             if command.uid or self.session.qresync:
                 items.insert(0, f"UID {state.uid}")
             if self.session.condstore:

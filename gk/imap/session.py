@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from twisted.logger import Logger
 
@@ -66,9 +66,16 @@ class IMAPSession:
         client_ip: str,
         tls: bool,
         hostname: str,
+        writable: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """
+        @param writable: waits until the connection can take more output;
+            long answers (FETCH, SEARCH over a big folder) await it between
+            batches.
+        """
         self.backend = backend
         self.send = send
+        self.writable = writable or _always_writable
         self.client_ip = client_ip
         self.tls = tls
         self.hostname = hostname
@@ -381,6 +388,10 @@ class IMAPSession:
         if self.selected is not None:
             self.selected.close()
             self.selected = None
+
+
+async def _always_writable() -> None:
+    return None
 
 
 def _status_item(status: FolderStatus, item: str) -> int:

@@ -10,9 +10,9 @@ this view changes only when the session reports the change to its client:
   - messages expunged elsewhere stay in the view, with their sequence
     numbers, until the session may send EXPUNGE responses: never while
     answering FETCH, STORE or SEARCH by sequence number (RFC 3501 7.4.1),
-    since the client's numbers would shift under it.  Until then a FETCH
-    of such a message answers from what is known (its UID) and a STORE
-    skips it.
+    since the client's numbers would shift under it.  Until then FETCH,
+    STORE and SEARCH skip such a message (its data is gone; RFC 3501
+    allows leaving it out).
 
 The UIDs are kept in an C{array} (4 bytes each): a 100,000-message folder
 costs 400 KB per session, not 100,000 objects.  Pure: no I/O.

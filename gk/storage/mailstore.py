@@ -188,7 +188,16 @@ class MailStore:
         return maildir.user_root(self.mail_root, email)
 
     def folder_path(self, email: str, folder: str) -> Path:
-        return maildir.folder_dir(self.user_root(email), folder)
+        """
+        The Maildir of a folder name.
+
+        @raise NoSuchFolder: the name cannot be a folder (an empty level,
+            as in C{"a//b"} or C{"x/"}), so no folder has it.
+        """
+        try:
+            return maildir.folder_dir(self.user_root(email), folder)
+        except ValueError:
+            raise NoSuchFolder(folder) from None
 
     def create_default_folders_on_disk(self, email: str) -> None:
         """Create the Maildirs of a new account (blocking; idempotent)."""

@@ -34,7 +34,9 @@ class RawIMAP:
 
     def __init__(self, port: int) -> None:
         raw = socket.create_connection(("127.0.0.1", port), timeout=15)
-        self.sock: ssl.SSLSocket = client_tls().wrap_socket(raw, server_hostname="mail.example.test")
+        self.sock: ssl.SSLSocket = client_tls().wrap_socket(
+            raw, server_hostname="mail.example.test"
+        )
         self.reader = self.sock.makefile("rb")
         self.greeting = self.reader.readline()
         self._tags = 0

@@ -162,6 +162,7 @@ def measure(port: int, count: int, pid: int, connections: int) -> dict[str, obje
     figures["fetch_envelope_seconds"] = timed(
         lambda: listing.extend(client.uid("FETCH", "1:*", "(UID FLAGS RFC822.SIZE ENVELOPE)")[1])
     )
+    figures["server_rss_mb_after_fetch"] = rss_mb(pid, "VmRSS")
     found: list[object] = []
     figures["search_subject_seconds"] = timed(
         lambda: found.append(client.search(None, "SUBJECT", "invoice")[1])
@@ -169,6 +170,7 @@ def measure(port: int, count: int, pid: int, connections: int) -> dict[str, obje
     figures["search_body_seconds"] = timed(
         lambda: found.append(client.search(None, "BODY", '"needle phrase"')[1])
     )
+    figures["server_rss_mb_after_search"] = rss_mb(pid, "VmRSS")
     uids = list(range(1, count + 1))
     picks = random.Random(2).sample(uids, min(100, count))
     figures["fetch_100_full_seconds"] = timed(

@@ -86,6 +86,19 @@ $(STAMP): pyproject.toml | $(BIN)/pip
 
 install: apt-deps $(STAMP)
 
+# vdirsyncer (tests/dav/test_vdirsyncer.py runs it) lives in a virtualenv of
+# its own: its dependency requests pulls in urllib3, whose files would
+# overwrite the urllib3 package that urllib3-future (niquests, used by
+# caldav) installs in .venv.
+VDIRSYNCER_VENV := .venv-vdirsyncer
+VDIRSYNCER := $(VDIRSYNCER_VENV)/bin/vdirsyncer
+
+$(VDIRSYNCER):
+	@rm -rf $(VDIRSYNCER_VENV)
+	$(PYTHON) -m venv $(VDIRSYNCER_VENV)
+	$(VDIRSYNCER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		'vdirsyncer>=0.21,<0.22'
+
 # --- run ----------------------------------------------------------------------
 
 # Prints where the instance of $(CONFIG) listens, from the config itself.
@@ -162,7 +175,7 @@ except Exception:
 endef
 export PG_PROBE
 
-pytest: install
+pytest: install $(VDIRSYNCER)
 	@if [ -z "$${GK_TEST_DATABASE_URL:-}" ]; then \
 		if $(BIN)/python -c "$$PG_PROBE" '$(PG_TEST_URL)'; then \
 			export GK_TEST_DATABASE_URL='$(PG_TEST_URL)'; \
@@ -179,7 +192,7 @@ test: lint pytest
 # --- clean-up -----------------------------------------------------------------
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(VDIRSYNCER_VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
 	rm -f twisted/plugins/dropin.cache
 	find . -name __pycache__ -type d -not -path './var/*' -prune -exec rm -rf {} +
 	@echo "kept ./var (the development instance); rm -rf var to start it afresh"

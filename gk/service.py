@@ -21,8 +21,14 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.logger import ILogObserver, Logger
 from twisted.python.components import Componentized
+from twisted.web.resource import Resource
 
 from gk.app import GkApp
+from gk.dav.auth import DavAuthenticator
+from gk.dav.context import DavContext
+from gk.dav.resource import build_dav
+from gk.dav.schedule_delivery import ScheduleInboxService
+from gk.dav.scheduling import Scheduler
 from gk.delivery.service import build_delivery_worker
 from gk.events import MailDelivered
 from gk.imap.backend import IMAPBackend
@@ -41,7 +47,7 @@ ProtocolBuilder = Callable[[GkApp, "GkService", bool], IProtocolFactory]
 
 
 def _http_factory(app: GkApp, tree: GkService, implicit_tls: bool) -> IProtocolFactory:
-    return build_site(app.db, app.metrics, tree.listener_status)
+    return build_site(app.db, app.metrics, tree.listener_status, dav=tree.dav_resource())
 
 
 def _smtp_factory(app: GkApp, policy: ISMTPPolicy, implicit_tls: bool) -> IProtocolFactory:
@@ -127,6 +133,21 @@ class ReloadOnSIGHUP(Service):
             self.app.tls.reload()
 
 
+class SchedulerService(Service):
+    """Runs the CalDAV scheduler's mail watch (incoming iMIP) while gk runs."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+
+    def startService(self) -> None:
+        super().startService()
+        self.scheduler.start()
+
+    def stopService(self) -> None:
+        self.scheduler.stop()
+        super().stopService()
+
+
 class GkService(MultiService):
     """The root service of a gk process."""
 
@@ -136,10 +157,17 @@ class GkService(MultiService):
         super().__init__()
         self.app = app
         self.listeners: list[ListenerService] = []
+        self._dav: Resource | None = None
         app.db.setServiceParent(self)
         app.accounts.setServiceParent(self)
         app.security.setServiceParent(self)
         app.mailauth.setServiceParent(self)
+        self.inbox = ScheduleInboxService(app.db, app.events, app.calendars.max_resource_size)
+        self.scheduler = Scheduler(
+            app.calendars, self.inbox, app.accounts, app.queue, app.events,
+            app.config.server.hostname, app.mailstore,
+        )  # fmt: skip
+        SchedulerService(self.scheduler).setServiceParent(self)
         app.events.subscribe(MailDelivered, lambda _e: app.metrics.deliveries.inc())
         for role, description, implicit_tls in app.config.listeners():
             builder = PROTOCOLS.get(role)
@@ -163,6 +191,16 @@ class GkService(MultiService):
         if app.config.delivery.worker:
             build_delivery_worker(app).setServiceParent(self)
         ReloadOnSIGHUP(app).setServiceParent(self)
+
+    def dav_resource(self) -> Resource:
+        """The C{/dav} resource, one for every HTTP listener (they share its credential cache)."""
+        if self._dav is None:
+            authenticator = DavAuthenticator(
+                self.app.security.auth, self.app.accounts.authenticate, self.app.reactor
+            )
+            context = DavContext.from_app(self.app, self.scheduler)
+            self._dav = build_dav(context, authenticator, self.app.reactor)
+        return self._dav
 
     def listener_status(self) -> list[tuple[str, str, bool, BoundListener | None]]:
         return [(s.role, s.description, s.implicit_tls, s.bound) for s in self.listeners]

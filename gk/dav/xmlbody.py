@@ -49,16 +49,29 @@ def qname(namespace: str, local: str) -> str:
     return f"{{{namespace}}}{local}" if namespace else local
 
 
-def _d(local: str) -> str:
+def d(local: str) -> str:
+    """A DAV: property or element name in Clark notation."""
     return f"{{{DAV}}}{local}"
 
 
-def _c(local: str) -> str:
+def c(local: str) -> str:
+    """A CalDAV name in Clark notation."""
     return f"{{{CALDAV}}}{local}"
 
 
-def _r(local: str) -> str:
+def r(local: str) -> str:
+    """A CardDAV name in Clark notation."""
     return f"{{{CARDDAV}}}{local}"
+
+
+def cs(local: str) -> str:
+    """A CalendarServer name (getctag) in Clark notation."""
+    return f"{{{CALENDARSERVER}}}{local}"
+
+
+def ical(local: str) -> str:
+    """An Apple iCal name (calendar-color, calendar-order) in Clark notation."""
+    return f"{{{APPLE_ICAL}}}{local}"
 
 
 class BadRequestBody(ValueError):
@@ -205,7 +218,7 @@ def _prop_request(parent: Element, *, required: bool = False) -> tuple[PropFind,
     Absent: C{prop} with no names, unless C{required}.
     """
     found: list[Element] = [
-        c for c in _children(parent) if c.tag in (_d("allprop"), _d("propname"), _d("prop"))
+        c for c in _children(parent) if c.tag in (d("allprop"), d("propname"), d("prop"))
     ]
     if len(found) > 1:
         raise BadRequestBody("more than one of allprop, propname and prop")
@@ -214,11 +227,11 @@ def _prop_request(parent: Element, *, required: bool = False) -> tuple[PropFind,
             raise BadRequestBody("none of allprop, propname and prop")
         return PropFind("prop"), None
     element = found[0]
-    if element.tag == _d("prop"):
+    if element.tag == d("prop"):
         return PropFind("prop", _names(element)), element
-    if element.tag == _d("propname"):
+    if element.tag == d("propname"):
         return PropFind("propname"), None
-    include = parent.find(_d("include"))
+    include = parent.find(d("include"))
     return PropFind("allprop", include=_names(include) if include is not None else ()), None
 
 
@@ -232,7 +245,7 @@ def parse_propfind(body: bytes, *, max_size: int) -> PropFind:
     root = parse_xml(body, max_size=max_size)
     if root is None:
         return ALLPROP
-    return _prop_request(_expect_root(root, _d("propfind")), required=True)[0]
+    return _prop_request(_expect_root(root, d("propfind")), required=True)[0]
 
 
 # --- PROPPATCH and MKCOL ----------------------------------------------------
@@ -261,16 +274,16 @@ def parse_proppatch(body: bytes, *, max_size: int) -> PropPatch:
     @raise BadRequestBody: see L{parse_xml}; not C{DAV:propertyupdate}; a
         set or remove without C{DAV:prop}; no instruction at all.
     """
-    root = _expect_root(parse_xml(body, max_size=max_size), _d("propertyupdate"))
+    root = _expect_root(parse_xml(body, max_size=max_size), d("propertyupdate"))
     operations: list[Operation] = []
     for instruction in _children(root):
-        if instruction.tag == _d("set"):
+        if instruction.tag == d("set"):
             kind: Literal["set", "remove"] = "set"
-        elif instruction.tag == _d("remove"):
+        elif instruction.tag == d("remove"):
             kind = "remove"
         else:
             continue
-        props = instruction.findall(_d("prop"))
+        props = instruction.findall(d("prop"))
         if not props:
             raise BadRequestBody(f"{instruction.tag} without DAV:prop")
         for prop in props:
@@ -303,14 +316,14 @@ def parse_mkcol(body: bytes, *, max_size: int, calendar: bool = False) -> MkCol:
 
     @raise BadRequestBody: see L{parse_xml}; the wrong root element.
     """
-    types = [_d("collection")] + ([_c("calendar")] if calendar else [])
+    types = [d("collection")] + ([c("calendar")] if calendar else [])
     props: list[Element] = []
     root = parse_xml(body, max_size=max_size)
     if root is not None:
-        _expect_root(root, _c("mkcalendar") if calendar else _d("mkcol"))
-        for prop in root.iterfind(f"{_d('set')}/{_d('prop')}"):
+        _expect_root(root, c("mkcalendar") if calendar else d("mkcol"))
+        for prop in root.iterfind(f"{d('set')}/{d('prop')}"):
             for element in _children(prop):
-                if element.tag == _d("resourcetype"):
+                if element.tag == d("resourcetype"):
                     types.extend(t for t in _names(element) if t not in types)
                 else:
                     props.append(element)
@@ -375,12 +388,12 @@ class CalendarData:
 
 
 def _calendar_data(prop: Element | None) -> CalendarData | None:
-    element = prop.find(_c("calendar-data")) if prop is not None else None
+    element = prop.find(c("calendar-data")) if prop is not None else None
     if element is None:
         return None
     ranges: dict[str, TimeRange] = {}
     for name in ("expand", "limit-recurrence-set", "limit-freebusy-set"):
-        child = element.find(_c(name))
+        child = element.find(c(name))
         if child is not None:
             ranges[name] = _time_range(child, both=True)
     return CalendarData(
@@ -392,7 +405,7 @@ def _calendar_data(prop: Element | None) -> CalendarData | None:
 
 
 def _address_data(prop: Element | None) -> Element | None:
-    return prop.find(_r("address-data")) if prop is not None else None
+    return prop.find(r("address-data")) if prop is not None else None
 
 
 _DIGITS = re.compile(r"\s*([0-9]{1,9})\s*", re.ASCII)
@@ -443,7 +456,7 @@ def href_to_path(href: str, base: str = "/") -> str:
 
 
 def _hrefs(parent: Element, base: str) -> tuple[str, ...]:
-    paths = [href_to_path(h.text or "", base) for h in parent.iterfind(_d("href"))]
+    paths = [href_to_path(h.text or "", base) for h in parent.iterfind(d("href"))]
     if not paths:
         raise BadRequestBody(f"{parent.tag} without DAV:href")
     return tuple(dict.fromkeys(paths))
@@ -457,7 +470,7 @@ class CalendarQuery:
     C{CALDAV:timezone-id} (RFC 7809).
     """
 
-    name: ClassVar[str] = _c("calendar-query")
+    name: ClassVar[str] = c("calendar-query")
     prop: PropFind
     filter: Element
     timezone: str | None = None
@@ -469,7 +482,7 @@ class CalendarQuery:
 class CalendarMultiget:
     """RFC 4791 7.9: C{hrefs} are decoded paths, duplicates dropped."""
 
-    name: ClassVar[str] = _c("calendar-multiget")
+    name: ClassVar[str] = c("calendar-multiget")
     prop: PropFind
     hrefs: tuple[str, ...]
     calendar_data: CalendarData | None = None
@@ -479,7 +492,7 @@ class CalendarMultiget:
 class FreeBusyQuery:
     """RFC 4791 7.10: free-busy over C{time_range}."""
 
-    name: ClassVar[str] = _c("free-busy-query")
+    name: ClassVar[str] = c("free-busy-query")
     time_range: TimeRange
 
 
@@ -490,7 +503,7 @@ class AddressbookQuery:
     C{address_data} the raw C{CARDDAV:address-data} request if asked for.
     """
 
-    name: ClassVar[str] = _r("addressbook-query")
+    name: ClassVar[str] = r("addressbook-query")
     prop: PropFind
     filter: Element
     limit: int | None = None
@@ -501,7 +514,7 @@ class AddressbookQuery:
 class AddressbookMultiget:
     """RFC 6352 8.7: C{hrefs} are decoded paths, duplicates dropped."""
 
-    name: ClassVar[str] = _r("addressbook-multiget")
+    name: ClassVar[str] = r("addressbook-multiget")
     prop: PropFind
     hrefs: tuple[str, ...]
     address_data: Element | None = None
@@ -514,7 +527,7 @@ class SyncCollection:
     sync-level is taken as C{"1"} (as by clients written before RFC 6578).
     """
 
-    name: ClassVar[str] = _d("sync-collection")
+    name: ClassVar[str] = d("sync-collection")
     sync_token: str
     sync_level: Literal["1", "infinite"]
     prop: PropFind
@@ -538,7 +551,7 @@ class ExpandProperty:
     properties of the resources named, recursively.
     """
 
-    name: ClassVar[str] = _d("expand-property")
+    name: ClassVar[str] = d("expand-property")
     properties: tuple[PropertyRequest, ...]
 
 
@@ -558,7 +571,7 @@ class PropertySearch:
 class PrincipalPropertySearch:
     """RFC 3744 9.4 (C{match-type} as Apple's calendar server extends it)."""
 
-    name: ClassVar[str] = _d("principal-property-search")
+    name: ClassVar[str] = d("principal-property-search")
     searches: tuple[PropertySearch, ...]
     test: Literal["allof", "anyof"]
     prop: PropFind
@@ -569,7 +582,7 @@ class PrincipalPropertySearch:
 class PrincipalSearchPropertySet:
     """RFC 3744 9.5: which properties principal-property-search can search."""
 
-    name: ClassVar[str] = _d("principal-search-property-set")
+    name: ClassVar[str] = d("principal-search-property-set")
 
 
 Report: TypeAlias = (
@@ -587,10 +600,10 @@ Report: TypeAlias = (
 
 def _calendar_query(root: Element, base: str) -> CalendarQuery:
     prop, prop_element = _prop_request(root)
-    filter_ = root.find(_c("filter"))
+    filter_ = root.find(c("filter"))
     if filter_ is None:
         raise BadRequestBody("calendar-query without filter")
-    timezone, timezone_id = root.find(_c("timezone")), root.find(_c("timezone-id"))
+    timezone, timezone_id = root.find(c("timezone")), root.find(c("timezone-id"))
     return CalendarQuery(
         prop,
         filter_,
@@ -606,7 +619,7 @@ def _calendar_multiget(root: Element, base: str) -> CalendarMultiget:
 
 
 def _free_busy_query(root: Element, base: str) -> FreeBusyQuery:
-    time_range = root.find(_c("time-range"))
+    time_range = root.find(c("time-range"))
     if time_range is None:
         raise BadRequestBody("free-busy-query without time-range")
     return FreeBusyQuery(_time_range(time_range))
@@ -614,7 +627,7 @@ def _free_busy_query(root: Element, base: str) -> FreeBusyQuery:
 
 def _addressbook_query(root: Element, base: str) -> AddressbookQuery:
     prop, prop_element = _prop_request(root)
-    filter_ = root.find(_r("filter"))
+    filter_ = root.find(r("filter"))
     if filter_ is None:
         raise BadRequestBody("addressbook-query without filter")
     return AddressbookQuery(prop, filter_, _limit(root, CARDDAV), _address_data(prop_element))
@@ -627,8 +640,8 @@ def _addressbook_multiget(root: Element, base: str) -> AddressbookMultiget:
 
 def _sync_collection(root: Element, base: str) -> SyncCollection:
     prop, prop_element = _prop_request(root)
-    token = root.find(_d("sync-token"))
-    level_element = root.find(_d("sync-level"))
+    token = root.find(d("sync-token"))
+    level_element = root.find(d("sync-level"))
     level = (level_element.text or "").strip() if level_element is not None else "1"
     if level not in ("1", "infinite"):
         raise BadRequestBody(f"sync-level {level[:20]!r}")
@@ -644,7 +657,7 @@ def _sync_collection(root: Element, base: str) -> SyncCollection:
 
 def _property_requests(parent: Element) -> tuple[PropertyRequest, ...]:
     requests = []
-    for element in parent.iterfind(_d("property")):
+    for element in parent.iterfind(d("property")):
         local = element.get("name")
         if not local:
             raise BadRequestBody("DAV:property without a name")
@@ -667,8 +680,8 @@ _MATCH_TYPES: dict[str, MatchType] = {
 
 def _principal_property_search(root: Element, base: str) -> PrincipalPropertySearch:
     searches = []
-    for search in root.iterfind(_d("property-search")):
-        prop, match = search.find(_d("prop")), search.find(_d("match"))
+    for search in root.iterfind(d("property-search")):
+        prop, match = search.find(d("prop")), search.find(d("match"))
         if prop is None or match is None:
             raise BadRequestBody("property-search needs prop and match")
         match_type = match.get("match-type", "contains")
@@ -685,7 +698,7 @@ def _principal_property_search(root: Element, base: str) -> PrincipalPropertySea
         tuple(searches),
         "anyof" if test == "anyof" else "allof",
         _prop_request(root)[0],
-        root.find(_d("apply-to-principal-collection-set")) is not None,
+        root.find(d("apply-to-principal-collection-set")) is not None,
     )
 
 

@@ -1,29 +1,78 @@
 """
 The HTTP listener's site: the resource tree every HTTP path hangs from.
-Later parts (web UI, DAV, WebSocket, MCP, JSON API) add their children
-here.
+Later parts (web UI, WebSocket, MCP, JSON API) add their children here;
+CalDAV/CardDAV hangs at C{/dav} with its C{/.well-known} redirects.
+
+Request bodies are kept up to the site's C{max_request_body} bytes
+(L{LimitedRequest}); a longer one is read and thrown away, and the request
+marked C{body_too_large} for its resource to answer 413.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 
 from twisted.web import http, pages
 from twisted.web.resource import IResource, Resource
-from twisted.web.server import Site
+from twisted.web.server import Request, Site
 
+from gk.dav.resource import WellKnownRedirect
 from gk.listeners import BoundListener
 from gk.metrics import Metrics
 from gk.storage.database import Database
 from gk.web.health import HealthResource, MetricsResource, ReadyResource
 
+#: The largest request body kept by default (above the largest calendar
+#: object or card a PUT may store, 10 MiB).
+MAX_REQUEST_BODY = 11 * 1024 * 1024
+
+
+class LimitedRequest(Request):
+    """
+    A request that keeps at most its site's C{max_request_body} bytes of
+    body, whether announced by Content-Length or sent chunked; beyond
+    that the body is discarded as it arrives and C{body_too_large} set.
+    """
+
+    body_too_large = False
+    _received = 0
+
+    def _limit(self) -> int:
+        site = getattr(self.channel, "site", None)
+        return int(getattr(site, "max_request_body", MAX_REQUEST_BODY))
+
+    def gotLength(self, length: int | None) -> None:
+        if length is not None and length > self._limit():
+            self.body_too_large = True
+            self.content = io.BytesIO()
+            return
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.body_too_large:
+            return
+        self._received += len(data)
+        if self._received > self._limit():
+            self.body_too_large = True
+            if self.content is not None:
+                self.content.seek(0)
+                self.content.truncate()
+            return
+        super().handleContentChunk(data)
+
 
 class GkSite(Site):
     """A Site that counts responses and never writes an access log of its own."""
 
-    def __init__(self, root: Resource, metrics: Metrics) -> None:
+    requestFactory = LimitedRequest
+
+    def __init__(
+        self, root: Resource, metrics: Metrics, max_request_body: int = MAX_REQUEST_BODY
+    ) -> None:
         super().__init__(root)
         self.metrics = metrics
+        self.max_request_body = max_request_body
         self.displayTracebacks = False
         self.noisy = False
 
@@ -42,9 +91,27 @@ def build_site(
     db: Database,
     metrics: Metrics,
     listeners: Callable[[], list[tuple[str, str, bool, BoundListener | None]]],
+    dav: Resource | None = None,
 ) -> GkSite:
+    """
+    The site; C{dav} is the CalDAV/CardDAV resource (L{gk.dav.resource}),
+    mounted at C{/dav} with the C{/.well-known} redirects to it.
+    """
     root = RootResource()
     root.putChild(b"health", HealthResource())
     root.putChild(b"ready", ReadyResource(db, listeners))
     root.putChild(b"metrics", MetricsResource(metrics))
+    if dav is not None:
+        root.putChild(b"dav", dav)
+        well_known = WellKnown()
+        well_known.putChild(b"caldav", WellKnownRedirect())
+        well_known.putChild(b"carddav", WellKnownRedirect())
+        root.putChild(b".well-known", well_known)
     return GkSite(root, metrics)
+
+
+class WellKnown(Resource):
+    """C{/.well-known/}: unknown names get a 404 page."""
+
+    def getChild(self, path: bytes, request: http.Request) -> IResource:
+        return pages.notFound()

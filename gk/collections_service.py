@@ -18,7 +18,6 @@ from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy.orm import Session
-from twisted.internet.threads import deferToThread
 
 from gk.events import Event, EventBus
 from gk.storage import dav_store, mail_index
@@ -211,7 +210,8 @@ class CollectionService:
         if_none_match: bool = False,
     ) -> PutResult:
         """
-        Check, index and store a body (PUT).
+        Check, index and store a body (PUT); the result carries the bytes
+        stored and those replaced.
 
         @raise InvalidObject: the body cannot be stored there (nothing is).
         @raise dav_store.PreconditionFailed: If-Match / If-None-Match failed.
@@ -221,9 +221,15 @@ class CollectionService:
         """
         if len(data) > self.max_resource_size:
             raise InvalidObject("too large", self.size_precondition)
-        info = await self.collection(account, collection)
-        # Parsing a calendar is CPU work: off the reactor thread.
-        checked: CheckedObject = await deferToThread(self.check, data, info)
+        await self.ensure_defaults(account)
+
+        def check(session: Session) -> tuple[CollectionInfo, CheckedObject]:
+            # One trip to a thread for both: parsing is CPU work, off the
+            # reactor thread, and every hop costs a PUT latency.
+            info = self._collection(session, account, collection)
+            return info, self.check(data, info)
+
+        info, checked = await self.db.read(check)
 
         def store(session: Session) -> PutResult:
             self._check_quota(session, account, len(checked.data))

@@ -102,26 +102,33 @@ def parse_calendar_object(
     @param allowed_components: the collection's supported-calendar-component-set.
     @raise InvalidCalendarData: the body cannot be stored; nothing else is raised.
     """
-    calendar = _parse(data)
+    calendar, converted = _parse(data)
     try:
-        return _checked(calendar, allowed_components)
+        return _checked(calendar, allowed_components, None if converted else data)
     except InvalidCalendarData:
         raise
     except Exception as e:  # a backstop: bad data must not become a 500
         raise _invalid(f"cannot be read: {e}") from e
 
 
-def _checked(calendar: Calendar, allowed_components: frozenset[str]) -> CalendarObject:
+def _checked(
+    calendar: Calendar, allowed_components: frozenset[str], original: bytes | None
+) -> CalendarObject:
+    """
+    @param original: the body as sent, stored as is (line ends made CRLF)
+        unless something had to be fixed; L{None} when it was already
+        changed (X-WR-TIMEZONE applied).
+    """
     components, kind, uid = _check_structure(calendar, allowed_components)
     for component in calendar.walk():
         _check_properties(component)
     for component in components:
         _check_component(component)
-    _fix_rules(components)
-    if "VERSION" not in calendar:
-        calendar.add("VERSION", "2.0")
-    if "PRODID" not in calendar:
-        calendar.add("PRODID", PRODID)
+    changed = _fix_rules(components)
+    for name, value in (("VERSION", "2.0"), ("PRODID", PRODID)):
+        if name not in calendar:
+            calendar.add(name, value)
+            changed = True
     start, end = _bounds(components, kind)
     master, _ = split_series(components)
     summaries = [_text(c, "SUMMARY") for c in [master, *components] if c is not None]
@@ -132,8 +139,21 @@ def _checked(calendar: Calendar, allowed_components: frozenset[str]) -> Calendar
         end=end,
         recurring=len(components) > 1 or ("RRULE" in components[0] or "RDATE" in components[0]),
         summary=next((s for s in summaries if s), ""),
-        data=calendar.to_ical(),
+        # What the client sent, when nothing needed fixing: clients keep
+        # their own formatting, and serialising costs as much as parsing.
+        data=_crlf(original) if original is not None and not changed else calendar.to_ical(),
     )
+
+
+def _crlf(data: bytes) -> bytes:
+    """C{data} without a byte-order mark, every line ending in CRLF."""
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    if b"\r\n" in data and b"\n" not in data.replace(b"\r\n", b""):
+        return data if data.endswith(b"\r\n") else data + b"\r\n"
+    lines = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return b"".join(line + b"\r\n" for line in lines)
 
 
 def _text(component: Component, name: str) -> str:
@@ -148,8 +168,11 @@ def _invalid(message: str) -> InvalidCalendarData:
     return InvalidCalendarData(message, "valid-calendar-data")
 
 
-def _parse(data: bytes) -> Calendar:
-    """One VCALENDAR, in RFC 5545 time zones (X-WR-TIMEZONE applied)."""
+def _parse(data: bytes) -> tuple[Calendar, bool]:
+    """
+    One VCALENDAR, in RFC 5545 time zones (X-WR-TIMEZONE applied), and
+    whether that conversion changed it.
+    """
     try:
         text = data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as e:
@@ -165,7 +188,7 @@ def _parse(data: bytes) -> Calendar:
         # a zone icalendar cannot describe is stored without VTIMEZONE
         with contextlib.suppress(Exception):
             converted.add_missing_timezones()
-    return converted
+    return converted, converted is not calendar
 
 
 def _check_structure(
@@ -228,8 +251,12 @@ def _check_component(component: Component) -> None:
             raise _invalid(f"RRULE {rule.to_ical().decode()}: {error}")
 
 
-def _fix_rules(components: Sequence[Component]) -> None:
-    """Store UNTIL as RFC 5545 wants it when DTSTART has a zone or is a date."""
+def _fix_rules(components: Sequence[Component]) -> bool:
+    """
+    Store UNTIL as RFC 5545 wants it when DTSTART has a zone or is a date;
+    whether any rule changed.
+    """
+    changed = False
     for component in components:
         dtstart = anchor_of(component)
         rules = rules_of(component)
@@ -238,9 +265,14 @@ def _fix_rules(components: Sequence[Component]) -> None:
         fixed: list[vRecur] = []
         for rule in rules:
             new = fix_rule(rule, dtstart)
-            fixed.append(new if new.get("UNTIL") != rule.get("UNTIL") else rule)
+            if new.get("UNTIL") != rule.get("UNTIL"):
+                fixed.append(new)
+                changed = True
+            else:
+                fixed.append(rule)
         component.pop("RRULE")
         component["RRULE"] = fixed if len(fixed) > 1 else fixed[0]
+    return changed
 
 
 def _bounds(components: Sequence[Component], kind: str) -> tuple[datetime | None, datetime | None]:

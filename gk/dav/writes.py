@@ -61,14 +61,12 @@ async def put(ctx: DavContext, req: DavRequest) -> Answer:
     _check_content_type(req, target.kind)
     if_match = req.header("if-match")
     if_none_match = (req.header("if-none-match") or "").strip()
-    old: dav_store.StoredObject | None = None
     scheduling = ctx.scheduler is not None and target.kind == "calendar"
-    if scheduling or (if_none_match and if_none_match != "*"):
-        old = await _current(ctx, req, target)
     # A list of tags: PUT only if the resource's is none of them.
-    tags = if_none_match not in ("", "*")
-    if tags and old is not None and dav_store.etag_matches(old.etag, if_none_match):
-        raise DavError(412, message="If-None-Match failed")
+    if if_none_match not in ("", "*"):
+        old = await _current(ctx, req, target)
+        if old is not None and dav_store.etag_matches(old.etag, if_none_match):
+            raise DavError(412, message="If-None-Match failed")
     try:
         result = await service.put(
             req.account, target.collection, target.name, req.body,
@@ -80,11 +78,9 @@ async def put(ctx: DavContext, req: DavRequest) -> Answer:
         raise error_for(e, target) or e from None
     if scheduling and ctx.scheduler is not None:
         try:
-            stored = await service.get(req.account, target.collection, target.name)
             await ctx.scheduler.after_put(
-                req.account, target.collection, target.name,
-                old.data if old is not None else None, stored.data,
-            )  # fmt: skip
+                req.account, target.collection, target.name, result.previous, result.data
+            )
         except Exception:
             log.failure("scheduling after PUT {path} failed", path=target.path)
     return Answer(201 if result.created else 204, headers={"ETag": result.etag})

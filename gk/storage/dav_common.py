@@ -144,6 +144,11 @@ class PutResult:
     created: bool
     #: The (target) collection's new revision.
     revision: int
+    #: What a PUT replaced (L{None} when it created), for scheduling's
+    #: comparison of the old and the new event.
+    previous: bytes | None = None
+    #: The bytes stored (a PUT's).
+    data: bytes = b""
 
 
 # -- entity tags ---------------------------------------------------------------

@@ -144,7 +144,7 @@ def put_object(
         raise InvalidValue(f"invalid component {component!r}")
     locked = lock_collection(session, collection_id)
     existing = session.execute(
-        select(DavObject.id, DavObject.etag).where(
+        select(DavObject.id, DavObject.etag, DavObject.data).where(
             DavObject.collection_id == collection_id, DavObject.name == name
         )
     ).one_or_none()
@@ -174,7 +174,8 @@ def put_object(
         _drop_tombstone(session, collection_id, name)
     else:
         session.execute(update(DavObject).where(DavObject.id == existing.id).values(**values))
-    return PutResult(etag, existing is None, revision)
+    previous = None if existing is None else bytes(existing.data)
+    return PutResult(etag, existing is None, revision, previous, data)
 
 
 def delete_object(

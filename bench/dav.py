@@ -57,6 +57,7 @@ import statistics
 import sys
 import threading
 import time
+import traceback
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
@@ -450,9 +451,12 @@ class Client:
     ) -> Reply:
         """Send a request and read the whole answer."""
         sent = {"Authorization": self.authorization, **(headers or {})}
-        self.connection.request(method, path, body=body, headers=sent)
-        answer = self.connection.getresponse()
-        data = answer.read()
+        try:
+            self.connection.request(method, path, body=body, headers=sent)
+            answer = self.connection.getresponse()
+            data = answer.read()
+        except (OSError, http.client.HTTPException) as e:
+            raise BenchError(f"{method} {path} ({len(body)} bytes): {e}") from e
         return Reply(answer.status, {k.lower(): v for k, v in answer.getheaders()}, data)
 
     def close(self) -> None:
@@ -824,11 +828,12 @@ def measure(port: int, pid: int, events: int, contacts: int) -> dict[str, Any]:
         "parallel_clients": CLIENTS,
     }
     figures["event_bytes"]["max"] = max(sizes)
-    # Sign in once (the Argon2 check), so that no client's first request pays it.
-    client = Client(port)
-    client.request("PROPFIND", CALENDAR, b"", {"Depth": "0"})
     figures.update(fill(port, pid, "event", events, anchor))
     figures.update(fill(port, pid, "contact", contacts, anchor))
+    # Connected after the fill: the server closes connections idle for a
+    # minute.  One request first, so that no timed one pays the sign-in.
+    client = Client(port)
+    client.request("PROPFIND", CALENDAR, b"", {"Depth": "0"})
     figures.update(measure_queries(client, generated, cards, anchor))
     client.close()
     figures["server_rss_mb"] = rss_mb(pid)
@@ -884,7 +889,9 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(figures, indent=2))
         return 0
     except (BenchError, OSError, http.client.HTTPException, ET.ParseError) as e:
-        print(f"bench: error: {e}", file=sys.stderr)
+        frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == __file__]
+        where = f" (at {frames[-1].name}, line {frames[-1].lineno})" if frames else ""
+        print(f"bench: error: {e}{where}", file=sys.stderr)
         return 1
 
 

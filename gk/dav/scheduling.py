@@ -74,7 +74,7 @@ from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
 from gk.accounts import AccountService
-from gk.calendars import CalendarService
+from gk.calendars import CalendarService, people
 from gk.dav import imip, itip
 from gk.dav.calquery import free_busy
 from gk.dav.itip import ITipError, SchedulingInfo
@@ -184,6 +184,8 @@ class Scheduler:
         if not (_mentions_organizer(new_data) or _mentions_organizer(old_data)):
             return
         try:
+            if not await self._involves(account, new_data, old_data):
+                return  # someone else's meeting kept in this calendar: nothing to schedule
             await self._after_put(account, collection, name, old_data, new_data)
         except Exception:
             self.log.failure("scheduling after PUT of {name} failed", name=name)
@@ -563,6 +565,21 @@ class Scheduler:
         return "2.0;Success", await deferToThread(answer)
 
     # -- helpers ---------------------------------------------------------------------------
+
+    async def _involves(self, account: Account, *bodies: bytes | None) -> bool:
+        """
+        Whether the account is the organizer or an attendee of the events
+        in C{bodies}, read from their ORGANIZER and ATTENDEE lines without
+        parsing them (most calendar objects with attendees are other
+        people's meetings, or the account's own: parsing is the cost).
+        """
+        addresses = {a for body in bodies if body for a in people(body)}
+        if account.email in addresses or len(addresses) > 1000:
+            return True  # too many to check one by one: let the full path decide
+        for address in addresses:
+            if await self._own(account, address):
+                return True
+        return False
 
     async def _own(self, account: Account, address: str) -> bool:
         """Whether C{address} is one of the account's own (see the module docstring)."""

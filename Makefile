@@ -137,7 +137,7 @@ for role, desc, tls in config.listeners():
     if role == "http":
         scheme = "https" if tls else "http"
         print(f"  {names[role, tls]:<28} {scheme}://{address}/{later}")
-        for path in ("health", "ready", "metrics"):
+        for path in ("dav/", "health", "ready", "metrics"):
             print(f"  {'':<28} {scheme}://{address}/{path}")
     else:
         print(f"  {names[role, tls]:<28} {address}{later}")

@@ -10,7 +10,7 @@ import re
 from datetime import datetime
 
 from gk.collections_service import CheckedObject, CollectionService, InvalidObject
-from gk.dav.caldata import InvalidCalendarData, parse_calendar_object
+from gk.dav.caldata import DEFAULT_COMPONENTS, InvalidCalendarData, parse_calendar_object
 from gk.events import CalendarChanged, Event
 from gk.storage import dav_store
 from gk.storage.accounts import Account
@@ -35,7 +35,7 @@ class CalendarService(CollectionService):
     size_precondition = f"{{{CALDAV}}}max-resource-size"
 
     def check(self, data: bytes, collection: CollectionInfo) -> CheckedObject:
-        components = frozenset(collection.components) or frozenset({"VEVENT", "VTODO", "VJOURNAL"})
+        components = frozenset(collection.components) or DEFAULT_COMPONENTS
         try:
             parsed = parse_calendar_object(data, components)
         except InvalidCalendarData as e:

@@ -12,6 +12,7 @@ written.  Every change publishes an event.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +25,9 @@ from gk.storage import dav_store, mail_index
 from gk.storage.accounts import Account
 from gk.storage.database import Database
 from gk.storage.dav_store import (
+    CardEntry,
     CollectionInfo,
+    EventEntry,
     ObjectInfo,
     PutResult,
     StoredObject,
@@ -68,7 +71,7 @@ class CheckedObject:
     emails: tuple[str, ...] = ()
 
 
-class CollectionService:
+class CollectionService(ABC):
     """The collections of one kind (see the module docstring)."""
 
     #: The dav_store kind this service manages.
@@ -84,17 +87,17 @@ class CollectionService:
 
     # -- for subclasses --------------------------------------------------------
 
+    @abstractmethod
     def check(self, data: bytes, collection: CollectionInfo) -> CheckedObject:
         """
         Check and index a body for C{collection} (blocking: runs in a thread).
 
         @raise InvalidObject: it cannot be stored there.
         """
-        raise NotImplementedError
 
+    @abstractmethod
     def changed(self, account: Account, collection: str, name: str, action: str) -> Event:
         """The event announcing a change to resource C{name}."""
-        raise NotImplementedError
 
     # -- collections -----------------------------------------------------------
 
@@ -197,6 +200,37 @@ class CollectionService:
             account,
             collection,
             lambda s, c: dav_store.time_range_candidates(s, c.id, component, start, end),
+        )
+
+    async def event_entries(
+        self,
+        account: Account,
+        collection: str,
+        component: str | None,
+        start: datetime | None,
+        end: datetime | None,
+        *,
+        with_data: bool = False,
+    ) -> list[EventEntry]:
+        """
+        The index entries of L{candidates} (all resources for no component
+        and range), by name, bodies only if C{with_data}: what a report
+        can decide most resources from.
+        """
+        return await self._read(
+            account,
+            collection,
+            lambda s, c: dav_store.event_entries(
+                s, c.id, component, start, end, with_data=with_data
+            ),
+        )
+
+    async def card_entries(
+        self, account: Account, collection: str, *, with_data: bool = True
+    ) -> list[CardEntry]:
+        """Every card's name, indexed FN and addresses (and body if C{with_data}), by name."""
+        return await self._read(
+            account, collection, lambda s, c: dav_store.card_entries(s, c.id, with_data=with_data)
         )
 
     async def put(
@@ -304,6 +338,10 @@ class CollectionService:
         """Bytes the account's calendars and address books take."""
         return await self.db.read(lambda s: dav_store.collection_usage(s, account.id))
 
+    async def quota_used(self, account: Account) -> int:
+        """Bytes the account's quota counts: its mail and its DAV resources together."""
+        return await self.db.read(lambda s: _quota_used(s, account))
+
     # -- helpers -----------------------------------------------------------------
 
     #: The precondition a too-large body fails.
@@ -326,8 +364,11 @@ class CollectionService:
     def _check_quota(session: Session, account: Account, adding: int) -> None:
         if account.quota_bytes is None:
             return
-        used = mail_index.mailbox_usage(session, account.id) + dav_store.collection_usage(
-            session, account.id
-        )
-        if used + adding > account.quota_bytes:
+        if _quota_used(session, account) + adding > account.quota_bytes:
             raise QuotaExceeded("over quota")
+
+
+def _quota_used(session: Session, account: Account) -> int:
+    return mail_index.mailbox_usage(session, account.id) + dav_store.collection_usage(
+        session, account.id
+    )

@@ -198,7 +198,7 @@ class GkService(MultiService):
             authenticator = DavAuthenticator(
                 self.app.security.auth, self.app.accounts.authenticate, self.app.reactor
             )
-            context = DavContext.from_app(self.app, self.scheduler)
+            context = DavContext.from_app(self.app, self.scheduler, self.inbox)
             self._dav = build_dav(context, authenticator, self.app.reactor)
         return self._dav
 

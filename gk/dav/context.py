@@ -84,14 +84,16 @@ class DavContext:
     max_xml_body: int = MAX_XML_BODY
 
     @classmethod
-    def from_app(cls, app: GkApp, scheduler: Scheduler | None = None) -> DavContext:
-        return cls(
-            app.accounts,
-            app.calendars,
-            app.contacts,
-            ScheduleInboxService(app.db, app.events, app.calendars.max_resource_size),
-            scheduler,
-        )
+    def from_app(
+        cls,
+        app: GkApp,
+        scheduler: Scheduler | None = None,
+        inbox: ScheduleInboxService | None = None,
+    ) -> DavContext:
+        """The app's services; C{inbox} shared with the scheduler when it has one."""
+        if inbox is None:
+            inbox = ScheduleInboxService(app.db, app.events, app.calendars.max_resource_size)
+        return cls(app.accounts, app.calendars, app.contacts, inbox, scheduler)
 
     def service(self, kind: str) -> CollectionService:
         """The service of collections of C{kind} (C{calendar} or C{addressbook})."""

@@ -13,15 +13,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from xml.etree.ElementTree import Element
 
-from sqlalchemy.orm import Session
-
 from gk.collections_service import CollectionService
 from gk.dav import paths
 from gk.dav import properties as P
 from gk.dav.context import DavContext
 from gk.dav.exchange import DavError
 from gk.dav.xmlbody import PropFind
-from gk.storage import dav_store, mail_index
+from gk.storage import dav_store
 from gk.storage.accounts import Account
 from gk.storage.dav_store import CollectionInfo, ObjectInfo
 
@@ -49,11 +47,7 @@ def wants(request: PropFind, names: Iterable[str]) -> bool:
 async def quota(ctx: DavContext, account: Account) -> P.Quota:
     """The account's usage (mail and DAV together, as its quota counts) and limit."""
 
-    def used(session: Session) -> int:
-        mail = mail_index.mailbox_usage(session, account.id)
-        return mail + dav_store.collection_usage(session, account.id)
-
-    return P.Quota(await ctx.calendars.db.read(used), account.quota_bytes)
+    return P.Quota(await ctx.calendars.quota_used(account), account.quota_bytes)
 
 
 async def addresses(ctx: DavContext, email: str) -> list[str]:

@@ -7,7 +7,7 @@ The work is split so that large calendars stay fast:
   1. The index narrows the objects: the filter's first component test
      (VEVENT, VTODO ...) and its time-range select the candidates whose
      stored UTC bounds meet the range, read without their bodies unless
-     the answer or the filter needs them (L{report_index.event_entries}).
+     the answer or the filter needs them (L{CollectionService.event_entries}).
   2. When the filter is nothing but a time-range on VEVENT (what clients
      and the web UI ask almost always), most candidates are decided
      without parsing: a non-recurring event's stored bounds are exact, or
@@ -56,7 +56,6 @@ from gk.dav.report_common import (
     parse_calendar,
     precondition,
 )
-from gk.dav.report_index import event_entries
 from gk.dav.xmlbody import CALDAV, CalendarQuery
 
 log = Logger()
@@ -230,9 +229,10 @@ async def calendar_query(target: CollectionTarget, report: CalendarQuery, depth:
     # most of them; a time-range query reads only the ones it cannot decide.
     time_range = plan.time_range
     with_data = props.wants_data or plan.vevent_range is None
-    entries = await event_entries(
-        target, plan.component, time_range.start, time_range.end, with_data=with_data
-    )
+    entries = await target.service.event_entries(
+        target.account, target.collection.name, plan.component, time_range.start,
+        time_range.end, with_data=with_data,
+    )  # fmt: skip
     verdicts = [decide(entry, plan, zone) for entry in entries]
     members = [Member.entry(entry) for entry in entries]
     if plan.needles and with_data:

@@ -161,7 +161,7 @@ class Member:
 
 
 class Entry(Protocol):
-    """An index entry with its body if read (L{gk.dav.report_index.EventEntry})."""
+    """An index entry with its body if read (L{gk.storage.dav_queries.EventEntry})."""
 
     @property
     def name(self) -> str: ...

@@ -56,7 +56,6 @@ from gk.dav.report_common import (
     parse_calendar,
     precondition,
 )
-from gk.dav.report_index import card_entries
 from gk.dav.report_sync import NUMBER_OF_MATCHES, sync_collection
 from gk.dav.xmlbody import (
     CARDDAV,
@@ -198,7 +197,9 @@ async def addressbook_query(
     if quick is not None or needles:
         # FN needs the bodies to see cards with several FNs; EMAIL does not
         with_data = quick is None or quick.property == "FN"
-        entries = await card_entries(target, with_data=with_data)
+        entries = await target.service.card_entries(
+            target.account, target.collection.name, with_data=with_data
+        )
         test = _prefilter_batch(quick) if quick is not None else partial(have_card_needles, needles)
         kept = await in_batches(test, entries, PREFILTER_BATCH)
         survivors = [entry.name for entry, keep in zip(entries, kept, strict=True) if keep]

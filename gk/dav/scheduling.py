@@ -201,7 +201,7 @@ class Scheduler:
         if not _mentions_organizer(old_data):
             return
         try:
-            old = parse_or_none(old_data)
+            old = await deferToThread(parse_or_none, old_data)
             info = itip.scheduling_info(old) if old is not None else None
             if old is None or info is None or info.cancelled:
                 return
@@ -227,9 +227,9 @@ class Scheduler:
         old_data: bytes | None,
         new_data: bytes,
     ) -> None:
-        new = parse_or_none(new_data)
+        # Parsing is CPU work: off the reactor thread, both in one trip.
+        new, old = await deferToThread(lambda: (parse_or_none(new_data), parse_or_none(old_data)))
         new_info = itip.scheduling_info(new) if new is not None else None
-        old = parse_or_none(old_data) if old_data is not None else None
         old_info = itip.scheduling_info(old) if old is not None else None
         if new is None or new_info is None:
             return

@@ -13,6 +13,7 @@ the few resources returned.
 from __future__ import annotations
 
 import datetime
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, or_, select
@@ -138,3 +139,93 @@ def search_cards(session: Session, user_id: int, text: str, limit: int) -> list[
 
 def _matches(row: Any, needle: str) -> bool:
     return needle in row.summary.casefold() or needle in row.emails.casefold()
+
+
+@dataclass(frozen=True, slots=True)
+class EventEntry:
+    """The index of one calendar object, without its body unless asked for."""
+
+    name: str
+    etag: str
+    size: int
+    modified: datetime.datetime
+    component: str
+    #: UTC bounds of the whole recurrence set (L{None}: unbounded).
+    start: datetime.datetime | None
+    end: datetime.datetime | None
+    recurring: bool
+    #: The body, when asked for.
+    data: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CardEntry:
+    """A card's name, indexed FN and addresses (lower-case), and body."""
+
+    name: str
+    summary: str
+    emails: tuple[str, ...]
+    data: bytes
+
+
+def event_entries(
+    session: Session,
+    collection_id: int,
+    component: str | None,
+    start: datetime.datetime | None,
+    end: datetime.datetime | None,
+    *,
+    with_data: bool = False,
+) -> list[EventEntry]:
+    """
+    The index entries L{time_range_candidates} would return, by name,
+    without the columns reports rarely need (and without bodies unless
+    C{with_data}): building full L{StoredObject}s for 10,000 rows costs
+    about 20 ms a thousand, most of it for what a query does not look at.
+    """
+    query = select(
+        DavObject.name,
+        DavObject.etag,
+        DavObject.size,
+        DavObject.modified,
+        DavObject.component,
+        DavObject.range_start,
+        DavObject.range_end,
+        DavObject.recurring,
+        *([DavObject.data] if with_data else []),
+    ).where(DavObject.collection_id == collection_id, overlaps(start, end))
+    if component is not None:
+        query = query.where(DavObject.component == component)
+    return [
+        EventEntry(
+            row.name,
+            row.etag,
+            int(row.size),
+            row.modified,
+            row.component,
+            row.range_start,
+            row.range_end,
+            bool(row.recurring),
+            bytes(row.data) if with_data else None,
+        )
+        for row in session.execute(query.order_by(DavObject.name))
+    ]
+
+
+def card_entries(session: Session, collection_id: int, *, with_data: bool) -> list[CardEntry]:
+    """Every card of an address book, by name; C{data} is C{b""} unless C{with_data}."""
+    columns = [DavObject.name, DavObject.summary, DavObject.emails]
+    query = (
+        select(*columns, *([DavObject.data] if with_data else []))
+        .where(DavObject.collection_id == collection_id)
+        .order_by(DavObject.name)
+    )
+    return [
+        CardEntry(
+            row.name,
+            row.summary,
+            tuple(line for line in row.emails.split("\n") if line),
+            bytes(row.data) if with_data else b"",
+        )
+        for row in session.execute(query)
+    ]

@@ -30,18 +30,10 @@ from gk.dav.multistatus import (
     supported_report_set,
     text_element,
 )
-from gk.dav.xmlbody import APPLE_ICAL, CALDAV, CALENDARSERVER, CARDDAV, DAV, parse_xml
+from gk.dav.xmlbody import APPLE_ICAL, CALDAV, CALENDARSERVER, CARDDAV, DAV, c, d, parse_xml
 
 DAV_ERROR = f"{{{DAV}}}error"
 ET_XML = "http://www.w3.org/XML/1998/namespace"
-
-
-def d(local: str) -> str:
-    return f"{{{DAV}}}{local}"
-
-
-def c(local: str) -> str:
-    return f"{{{CALDAV}}}{local}"
 
 
 def responses(data: bytes) -> list[ET.Element]:

@@ -39,7 +39,7 @@ from gk.dav.reports import (
     have_card_needles,
     run_report,
 )
-from gk.dav.xmlbody import CALDAV, CARDDAV, DAV, FreeBusyQuery, Report, parse_report
+from gk.dav.xmlbody import CALDAV, CARDDAV, DAV, FreeBusyQuery, Report, c, d, parse_report, r
 from gk.storage.accounts import Account
 from gk.storage.dav_store import StoredObject
 
@@ -109,18 +109,6 @@ class Answer:
 
     def text(self, name: str) -> str:
         return self.ok(name).text or ""
-
-
-def d(local: str) -> str:
-    return f"{{{DAV}}}{local}"
-
-
-def c(local: str) -> str:
-    return f"{{{CALDAV}}}{local}"
-
-
-def r(local: str) -> str:
-    return f"{{{CARDDAV}}}{local}"
 
 
 def answers(body: bytes) -> tuple[dict[str, Answer], str | None]:

@@ -15,11 +15,7 @@ from hypothesis import strategies as st
 
 from gk.dav.xmlbody import (
     ALLPROP,
-    APPLE_ICAL,
-    CALDAV,
     CALENDARSERVER,
-    CARDDAV,
-    DAV,
     AddressbookMultiget,
     AddressbookQuery,
     BadRequestBody,
@@ -36,37 +32,22 @@ from gk.dav.xmlbody import (
     SyncCollection,
     TimeRange,
     UnsupportedReport,
+    c,
+    cs,
+    d,
     href_to_path,
+    ical,
     parse_mkcol,
     parse_propfind,
     parse_proppatch,
     parse_report,
     parse_utc,
     parse_xml,
+    r,
     text_of,
 )
 
 LIMIT = 1 << 20
-
-
-def d(local: str) -> str:
-    return f"{{{DAV}}}{local}"
-
-
-def c(local: str) -> str:
-    return f"{{{CALDAV}}}{local}"
-
-
-def r(local: str) -> str:
-    return f"{{{CARDDAV}}}{local}"
-
-
-def cs(local: str) -> str:
-    return f"{{{CALENDARSERVER}}}{local}"
-
-
-def ical(local: str) -> str:
-    return f"{{{APPLE_ICAL}}}{local}"
 
 
 def report(body: str, base: str = "/") -> object:

@@ -181,11 +181,7 @@ class CollectionService(ABC):
         self, account: Account, collection: str, component: str | None = None
     ) -> list[StoredObject]:
         """Every resource with its body (of one component type, if given)."""
-        return await self._read(
-            account,
-            collection,
-            lambda s, c: dav_store.time_range_candidates(s, c.id, component, None, None),
-        )
+        return await self.candidates(account, collection, component, None, None)
 
     async def candidates(
         self,

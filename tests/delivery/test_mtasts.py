@@ -484,9 +484,12 @@ async def test_html_is_not_a_policy(remote: Remote, logged: list[str]) -> None:
 @pytest_twisted.ensureDeferred
 async def test_a_slow_policy_host_times_out(remote: Remote, logged: list[str]) -> None:
     remote.http.hang = True
-    assert await remote.resolver(fetch_timeout=0.3).policy_for(DOMAIN) is None
+    # Long enough for the TLS handshake and the request to arrive on a busy
+    # machine (the time limit covers the whole fetch): the host is reached
+    # and then never answers.
+    assert await remote.resolver(fetch_timeout=2).policy_for(DOMAIN) is None
     assert remote.http.count == 1
-    assert "no policy within 0.3 s" in logged[0]
+    assert "no policy within 2 s" in logged[0]
 
 
 @pytest_twisted.ensureDeferred

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -362,6 +362,34 @@ class AccountService(Service):
             return True
         resolution = await self.db.read(lambda s: self._resolve(s, normalized, catch_all=False))
         return any(owner.id == account.id for owner in resolution.local)
+
+    async def owned_addresses(self, account: Account, addresses: Iterable[str]) -> frozenset[str]:
+        """
+        Those of C{addresses} (as given) that L{may_send_as} allows
+        C{account} to use, in one database trip for all of them.
+        """
+        normalized: dict[str, str] = {}
+        for address in addresses:
+            try:
+                normalized[address] = normalize_address(address)
+            except InvalidAddress:
+                continue
+        own = {a for a, n in normalized.items() if n == account.email}
+        others = {a: n for a, n in normalized.items() if a not in own}
+        if not others:
+            return frozenset(own)
+
+        def resolve(session: Session) -> set[str]:
+            # Most addresses of a meeting are elsewhere: one query rules them out.
+            domains = set(store.list_domains(session))
+            return {
+                address
+                for address, n in others.items()
+                if n.rpartition("@")[2] in domains
+                and any(o.id == account.id for o in self._resolve(session, n, False).local)
+            }
+
+        return frozenset(own | await self.db.read(resolve))
 
     def _resolve(self, session: Session, address: str, catch_all: bool = True) -> Resolution:
         local: dict[int, Account] = {}

@@ -576,10 +576,7 @@ class Scheduler:
         addresses = {a for body in bodies if body for a in people(body)}
         if account.email in addresses or len(addresses) > 1000:
             return True  # too many to check one by one: let the full path decide
-        for address in addresses:
-            if await self._own(account, address):
-                return True
-        return False
+        return bool(await self.accounts.owned_addresses(account, addresses))
 
     async def _own(self, account: Account, address: str) -> bool:
         """Whether C{address} is one of the account's own (see the module docstring)."""
@@ -589,10 +586,8 @@ class Scheduler:
         """The account's own address among the attendees, if any (its own address first)."""
         if account.email in info.attendees:
             return account.email
-        for address in info.attendees:
-            if await self._own(account, address):
-                return address
-        return None
+        owned = await self.accounts.owned_addresses(account, info.attendees)
+        return next((a for a in info.attendees if a in owned), None)
 
 
 def _mentions_organizer(data: bytes | None) -> bool:

@@ -13,9 +13,9 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from gk.errors import GkError
@@ -350,6 +350,34 @@ def lock_collection(session: Session, collection_id: int) -> Locked:
     if row is None:
         raise NoSuchCollection(f"no collection {collection_id}")
     return Locked(int(row.id), int(row.user_id), int(row.revision))
+
+
+_collections = cast(Table, DavCollection.__table__)
+#: Built once: PUT runs it every time, and building costs more than running.
+_CLAIM_REVISION = (
+    update(_collections)
+    .where(_collections.c.id == bindparam("cid"))
+    .values(revision=_collections.c.revision + 1)
+    .returning(_collections.c.revision)
+)
+
+
+def claim_revision(session: Session, collection_id: int) -> int:
+    """
+    L{lock_collection} and L{bump_revision} in one statement where the
+    database can return updated rows (SQLite 3.35+, PostgreSQL): the
+    collection's new revision, its row locked for the rest of the
+    transaction.
+
+    @raise NoSuchCollection: there is no such collection.
+    """
+    connection = session.connection()
+    if not connection.dialect.update_returning:
+        return bump_revision(session, lock_collection(session, collection_id))
+    revision = connection.execute(_CLAIM_REVISION, {"cid": collection_id}).scalar()
+    if revision is None:
+        raise NoSuchCollection(f"no collection {collection_id}")
+    return int(revision)
 
 
 def lock_collections(session: Session, *collection_ids: int) -> dict[int, Locked]:

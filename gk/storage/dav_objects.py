@@ -20,8 +20,10 @@ from __future__ import annotations
 import datetime
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, or_, select, update
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
 from gk.storage.dav_common import (
@@ -40,6 +42,7 @@ from gk.storage.dav_common import (
     bump_revision,
     check_name,
     check_preconditions,
+    claim_revision,
     lock_collection,
     lock_collections,
     make_etag,
@@ -142,15 +145,19 @@ def put_object(
         raise InvalidValue("empty UID")
     if not component or len(component) > MAX_COMPONENT:
         raise InvalidValue(f"invalid component {component!r}")
-    locked = lock_collection(session, collection_id)
-    existing = session.execute(
-        select(DavObject.id, DavObject.etag, DavObject.data).where(
-            DavObject.collection_id == collection_id, DavObject.name == name
-        )
-    ).one_or_none()
+    # The revision first: it locks the collection before anything is read.
+    revision = claim_revision(session, collection_id)
+    connection = session.connection()
+    existing: Row[Any] | None = None
+    other: str | None = None
+    for row in connection.execute(_FIND_NAME_OR_UID, {"cid": collection_id, "n": name, "u": uid}):
+        if row.name == name:
+            existing = row
+        else:
+            other = row.name
     check_preconditions(None if existing is None else existing.etag, if_match, if_none_match)
-    _check_uid(session, collection_id, uid, exclude=(name,))
-    revision = bump_revision(session, locked)
+    if other is not None:
+        raise UidConflict(other)
     etag = make_etag(data)
     now = utcnow()
     values = {
@@ -168,14 +175,27 @@ def put_object(
         "modified": now,
     }
     if existing is None:
-        session.execute(
-            insert(DavObject).values(collection_id=collection_id, name=name, created=now, **values)
-        )
-        _drop_tombstone(session, collection_id, name)
+        values.update(collection_id=collection_id, name=name, created=now)
+        connection.execute(_INSERT_OBJECT, values)
+        connection.execute(_DROP_TOMBSTONE, {"cid": collection_id, "n": name})
     else:
-        session.execute(update(DavObject).where(DavObject.id == existing.id).values(**values))
+        connection.execute(_UPDATE_OBJECT, {"oid": existing.id, **values})
     previous = None if existing is None else bytes(existing.data)
     return PutResult(etag, existing is None, revision, previous, data)
+
+
+# PUT's statements, built once (building them costs more than running them).
+_objects = cast(Table, DavObject.__table__)
+_tombstones = cast(Table, DavTombstone.__table__)
+_FIND_NAME_OR_UID = select(_objects.c.id, _objects.c.name, _objects.c.etag, _objects.c.data).where(
+    _objects.c.collection_id == bindparam("cid"),
+    or_(_objects.c.name == bindparam("n"), _objects.c.uid == bindparam("u")),
+)
+_INSERT_OBJECT = insert(_objects)
+_UPDATE_OBJECT = update(_objects).where(_objects.c.id == bindparam("oid"))
+_DROP_TOMBSTONE = delete(_tombstones).where(
+    _tombstones.c.collection_id == bindparam("cid"), _tombstones.c.name == bindparam("n")
+)
 
 
 def delete_object(

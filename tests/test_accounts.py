@@ -454,3 +454,28 @@ async def test_a_user_may_send_as_itself_its_tags_and_its_aliases_but_not_via_ca
     ]
     assert not await app.accounts.may_send_as(alice, "x@example.test")
     assert not await app.accounts.may_send_as(alice, "not an address")
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_addresses_a_user_owns_among_many_are_found_in_one_call(app: GkApp) -> None:
+    alice = await app.accounts.create_user("alice@example.test", PASSWORD)
+    await app.accounts.create_user("bob@example.test", PASSWORD)
+    await app.accounts.add_alias("sales@example.test", "alice@example.test")
+    await app.accounts.add_alias("@example.test", "alice@example.test")
+    addresses = [
+        "Alice@Example.test",
+        "alice+news@example.test",
+        "sales@example.test",
+        "bob@example.test",
+        "x@example.test",
+        "carol@elsewhere.test",
+        "not an address",
+    ]
+
+    owned = await app.accounts.owned_addresses(alice, addresses)
+
+    # The same answers as may_send_as, address by address, spelled as given.
+    assert owned == {"Alice@Example.test", "alice+news@example.test", "sales@example.test"}
+    for address in addresses:
+        assert (address in owned) == await app.accounts.may_send_as(alice, address)
+    assert await app.accounts.owned_addresses(alice, []) == frozenset()

@@ -379,6 +379,30 @@ class DavObject(Base):
     modified: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class DavSeriesMonth(Base):
+    """
+    The instances of a recurring event that overlap one calendar month,
+    with floating times read in one zone: computed when the event is
+    written (for the months around then), so that a time-range query
+    after a restart need not parse and expand every recurring event.
+    Replaced with the object's bytes; a month not stored is computed by
+    the query.
+    """
+
+    __tablename__ = "dav_series_months"
+
+    object_id: Mapped[int] = mapped_column(
+        ForeignKey("dav_objects.id", ondelete="CASCADE"), primary_key=True
+    )
+    #: The zone's cache key (L{gk.dav.report_common.Zone.key}).
+    zone_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: year * 12 + month - 1, in UTC.
+    month: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: Little-endian float64 triples: start, end (POSIX seconds), 1.0 for
+    #: an interval or 0.0 for an instant.
+    spans: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class DavTombstone(Base):
     """
     A resource name deleted (or moved away) from a collection at

@@ -21,6 +21,7 @@ TABLES = {
     "app_passwords",
     "dav_collections",
     "dav_objects",
+    "dav_series_months",
     "dav_tombstones",
     "domains",
     "mail_folders",

@@ -7,16 +7,27 @@ queries the assistant and free-busy need.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
+
+from twisted.logger import Logger
 
 from gk.collections_service import CheckedObject, CollectionService, InvalidObject
-from gk.dav.caldata import DEFAULT_COMPONENTS, InvalidCalendarData, parse_calendar_object
+from gk.dav.caldata import (
+    DEFAULT_COMPONENTS,
+    CalendarObject,
+    InvalidCalendarData,
+    parse_calendar_object,
+)
+from gk.dav.calseries import months_when_written
+from gk.dav.report_common import floating_zone
 from gk.events import CalendarChanged, Event
 from gk.storage import dav_store
 from gk.storage.accounts import Account
 from gk.storage.dav_store import CollectionInfo, StoredObject
 
 CALDAV = "urn:ietf:params:xml:ns:caldav"
+
+log = Logger()
 
 _PEOPLE = re.compile(rb"^(?:ORGANIZER|ATTENDEE)[^:\r\n]*:mailto:([^\r\n]+)", re.I | re.M)
 
@@ -26,6 +37,23 @@ def people(data: bytes) -> tuple[str, ...]:
     unfolded = data.replace(b"\r\n ", b"").replace(b"\r\n\t", b"")
     found = (m.decode("utf-8", "replace").strip().lower() for m in _PEOPLE.findall(unfolded))
     return tuple(dict.fromkeys(found))
+
+
+def _series(parsed: CalendarObject, collection: CollectionInfo) -> dict[tuple[str, int], bytes]:
+    """
+    The months of a recurring event's instances around now, stored with
+    it so that time-range queries need not expand it (L{gk.dav.calseries});
+    none for other objects, or if computing them fails (the query then
+    expands the event itself).
+    """
+    if not parsed.recurring or parsed.component != "VEVENT":
+        return {}
+    try:
+        zone = floating_zone(collection)
+        return months_when_written(parsed.calendar, zone, datetime.now(UTC))
+    except Exception:
+        log.failure("instances of {uid} not computed", uid=parsed.uid)
+        return {}
 
 
 class CalendarService(CollectionService):
@@ -49,6 +77,7 @@ class CalendarService(CollectionService):
             recurring=parsed.recurring,
             summary=parsed.summary,
             emails=people(parsed.data),
+            series=_series(parsed, collection),
         )
 
     def changed(self, account: Account, collection: str, name: str, action: str) -> Event:

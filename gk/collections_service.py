@@ -13,8 +13,8 @@ written.  Every change publishes an event.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
@@ -69,6 +69,8 @@ class CheckedObject:
     recurring: bool = False
     summary: str = ""
     emails: tuple[str, ...] = ()
+    #: Rows of C{dav_series_months} for a recurring event (L{gk.dav.calseries}).
+    series: Mapping[tuple[str, int], bytes] = field(default_factory=dict)
 
 
 class CollectionService(ABC):
@@ -221,6 +223,16 @@ class CollectionService(ABC):
             ),
         )
 
+    async def series_months(
+        self, account: Account, collection: str, zone_key: str, first: int, last: int
+    ) -> list[tuple[str, int, bytes]]:
+        """The months of recurring events stored with them (L{dav_store.series_months})."""
+        return await self._read(
+            account,
+            collection,
+            lambda s, c: dav_store.series_months(s, c.id, zone_key, first, last),
+        )
+
     async def card_entries(
         self, account: Account, collection: str, *, with_data: bool = True
     ) -> list[CardEntry]:
@@ -268,6 +280,7 @@ class CollectionService(ABC):
                 uid=checked.uid, component=checked.component, start=checked.start,
                 end=checked.end, recurring=checked.recurring, summary=checked.summary,
                 emails=checked.emails, if_match=if_match, if_none_match=if_none_match,
+                series=checked.series,
             )  # fmt: skip
 
         result = await self.db.write_together(store)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -90,6 +90,8 @@ class CalendarObject:
     summary: str
     #: The body to store: serialised by icalendar (CRLF, folded).
     data: bytes
+    #: The parsed object, as stored (for what else is computed at write time).
+    calendar: Calendar = field(compare=False, repr=False)
 
 
 def parse_calendar_object(
@@ -142,6 +144,7 @@ def _checked(
         # What the client sent, when nothing needed fixing: clients keep
         # their own formatting, and serialising costs as much as parsing.
         data=_crlf(original) if original is not None and not changed else calendar.to_ical(),
+        calendar=calendar,
     )
 
 

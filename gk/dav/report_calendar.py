@@ -28,10 +28,9 @@ Calendar data is rendered as L{report_common.MemberProps} describes.
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from functools import partial
 from typing import Protocol
 from xml.etree.ElementTree import Element
@@ -41,11 +40,18 @@ from twisted.logger import Logger
 
 from gk.dav import calquery
 from gk.dav.caldata import FLOATING_SLACK
-from gk.dav.calexpand import expand_series, group_series, standard
 from gk.dav.calquery import CompFilter, TimeRange
+from gk.dav.calseries import (
+    MAX_CACHED_MONTHS,
+    cached_series_match,
+    missing_months,
+    query_months,
+    remember,
+    series_cache,
+    series_match,
+)
 from gk.dav.multistatus import Multistatus
 from gk.dav.report_common import (
-    LRU,
     CollectionTarget,
     Member,
     MemberProps,
@@ -65,20 +71,9 @@ log = Logger()
 #: query moves the real instant by up to the slack again.
 FLOATING_REACH = 2 * FLOATING_SLACK
 
-#: The most calendar months a query range may span to be answered from
-#: L{series_cache}; longer ranges are tested on the parsed object.
-MAX_CACHED_MONTHS = 24
-
 #: Bodies searched for needles per trip to a worker thread.
 NEEDLE_BATCH = 2000
 
-#: Instances of recurring events by month: (etag, zone key, month number)
-#: -> start, end (POSIX seconds) and 1.0 if an interval (else an instant)
-#: of each, flat.  An entry of a weekly event takes about 400 bytes with
-#: its key: the cache stays under 20 MB.
-series_cache: LRU[tuple[str, str, int], array[float]] = LRU(50_000)
-
-_DAY = timedelta(days=1)
 _SERIES_TYPES = ("VEVENT", "VTODO", "VJOURNAL", "VFREEBUSY")
 
 
@@ -233,6 +228,7 @@ async def calendar_query(target: CollectionTarget, report: CalendarQuery, depth:
         target.account, target.collection.name, plan.component, time_range.start,
         time_range.end, with_data=with_data,
     )  # fmt: skip
+    await _load_stored_months(target, entries, plan, zone)
     verdicts = [decide(entry, plan, zone) for entry in entries]
     members = [Member.entry(entry) for entry in entries]
     if plan.needles and with_data:
@@ -272,6 +268,32 @@ async def calendar_query(target: CollectionTarget, report: CalendarQuery, depth:
         if verdicts[i]:
             props.add(multistatus, target.member_href(member.name), member, texts[i])
     return multistatus.to_bytes()
+
+
+async def _load_stored_months(
+    target: CollectionTarget, entries: Sequence[Indexed], plan: QueryPlan, zone: Zone
+) -> None:
+    """
+    Fill L{series_cache} from the months stored with the recurring events
+    (one query) when some of C{entries} are missing there, as after a
+    restart: they are decided without parsing then.
+    """
+    time_range = plan.vevent_range
+    if time_range is None:
+        return
+    months = query_months(time_range)
+    if months is None or not any(
+        entry.recurring
+        and entry.component == "VEVENT"
+        and missing_months(entry.etag, zone, time_range)
+        for entry in entries
+    ):
+        return
+    stored = await target.service.series_months(
+        target.account, target.collection.name, zone.key, months[0], months[-1]
+    )
+    for etag, month, data in stored:
+        remember(etag, zone.key, month, data)
 
 
 # -- deciding without parsing ----------------------------------------------------
@@ -333,92 +355,6 @@ def bounds_match(
     ):
         return True
     return None
-
-
-def _month(moment: datetime) -> int:
-    utc = moment.astimezone(UTC)
-    return utc.year * 12 + utc.month - 1
-
-
-def _month_start(month: int) -> datetime:
-    return datetime(month // 12, month % 12 + 1, 1, tzinfo=UTC)
-
-
-def _months(time_range: TimeRange) -> range | None:
-    """The months a bounded range touches, or L{None} if unbounded or too long."""
-    if time_range.start is None or time_range.end is None:
-        return None
-    months = range(_month(time_range.start), _month(time_range.end) + 1)
-    return months if len(months) <= MAX_CACHED_MONTHS else None
-
-
-def _spans_match(spans: Sequence[array[float]], time_range: TimeRange) -> bool:
-    assert time_range.start is not None and time_range.end is not None
-    low, high = time_range.start.timestamp(), time_range.end.timestamp()
-    for month in spans:
-        for i in range(0, len(month), 3):
-            start, end, interval = month[i], month[i + 1], month[i + 2]
-            if (low < end and high > start) if interval else (low <= start < high):
-                return True
-    return False
-
-
-def cached_series_match(etag: str, zone: Zone, time_range: TimeRange) -> bool | None:
-    """A recurring event's answer from L{series_cache}, or L{None} if not all there."""
-    months = _months(time_range)
-    if months is None:
-        return None
-    spans = []
-    for month in months:
-        found = series_cache.get((etag, zone.key, month))
-        if found is None:
-            return None
-        spans.append(found)
-    return _spans_match(spans, time_range)
-
-
-def series_match(etag: str, calendar: Calendar, zone: Zone, time_range: TimeRange) -> bool | None:
-    """
-    Expand a recurring event's sets over the months of C{time_range},
-    remember the instances in L{series_cache} and answer from them
-    (blocking); L{None} when the range is unbounded or too long, or the
-    expansion was cut by its instance cap (then the caller asks
-    L{calquery.matches}, whose answer for a cut walk is conservative).
-
-    Each month keeps every instance that comes within a day of it: the
-    expansion of a window returns all instances that overlap it (and
-    some up to a day beyond), so a month's list holds every instance that
-    overlaps the month.
-    """
-    months = _months(time_range)
-    if months is None:
-        return None
-    first, last = months[0], months[-1]
-    low, high = _month_start(first), _month_start(last + 1)
-    buckets: dict[int, array[float]] = {m: array("d") for m in months}
-    events = [c for c in standard(calendar).subcomponents if c.name == "VEVENT"]
-    for group in group_series(events):
-        expansion = expand_series(group, low, high, floating_tz=zone.tz)
-        if expansion.truncated_after is not None:
-            return None
-        for instance in expansion.instances:
-            # calexpand.instance_in_range's VEVENT rule, decided now
-            interval = instance.end > instance.start or (
-                instance.end == instance.start and "DTEND" in instance.component
-            )
-            span = (instance.start.timestamp(), instance.end.timestamp(), float(interval))
-            near = range(
-                max(first, _month(max(instance.start, low) - _DAY)),
-                min(last, _month(min(instance.end, high) + _DAY)) + 1,
-            )
-            for month in near:
-                buckets[month].extend(span)
-    spans = []
-    for month in months:
-        found = buckets[month]
-        series_cache.put((etag, zone.key, month), found)
-        spans.append(found)
-    return _spans_match(spans, time_range)
 
 
 # -- in worker threads -----------------------------------------------------------

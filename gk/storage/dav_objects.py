@@ -18,7 +18,7 @@ after a token.  Writing a name drops its tombstone.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -49,7 +49,7 @@ from gk.storage.dav_common import (
     object_info,
     stored_object,
 )
-from gk.storage.models import DavCollection, DavObject, DavTombstone, utcnow
+from gk.storage.models import DavCollection, DavObject, DavSeriesMonth, DavTombstone, utcnow
 
 #: Longest component name (the column's size).
 MAX_COMPONENT = 16
@@ -121,6 +121,7 @@ def put_object(
     emails: Iterable[str],
     if_match: str | None = None,
     if_none_match: bool = False,
+    series: Mapping[tuple[str, int], bytes] | None = None,
 ) -> PutResult:
     """
     Create or replace the resource C{name} with C{data} (PUT).
@@ -134,6 +135,9 @@ def put_object(
         L{gk.storage.dav_common.etag_matches}); it fails when there is no
         resource.
     @param if_none_match: If-None-Match: * (create only).
+    @param series: the rows of C{dav_series_months} for a recurring event,
+        (zone key, month) -> spans (L{gk.dav.calseries}); they replace
+        the resource's former ones.
     @raise NoSuchCollection: there is no such collection.
     @raise PreconditionFailed: If-Match or If-None-Match failed.
     @raise UidConflict: another resource of the collection has C{uid}.
@@ -176,10 +180,23 @@ def put_object(
     }
     if existing is None:
         values.update(collection_id=collection_id, name=name, created=now)
-        connection.execute(_INSERT_OBJECT, values)
+        inserted = connection.execute(_INSERT_OBJECT, values).inserted_primary_key
+        assert inserted is not None
+        object_id = inserted[0]
         connection.execute(_DROP_TOMBSTONE, {"cid": collection_id, "n": name})
     else:
-        connection.execute(_UPDATE_OBJECT, {"oid": existing.id, **values})
+        object_id = existing.id
+        connection.execute(_UPDATE_OBJECT, {"oid": object_id, **values})
+        if existing.recurring:
+            connection.execute(_DROP_SERIES, {"oid": object_id})
+    if series:
+        connection.execute(
+            _INSERT_SERIES,
+            [
+                {"object_id": object_id, "zone_key": zone, "month": month, "spans": spans}
+                for (zone, month), spans in series.items()
+            ],
+        )
     previous = None if existing is None else bytes(existing.data)
     return PutResult(etag, existing is None, revision, previous, data)
 
@@ -187,12 +204,17 @@ def put_object(
 # PUT's statements, built once (building them costs more than running them).
 _objects = cast(Table, DavObject.__table__)
 _tombstones = cast(Table, DavTombstone.__table__)
-_FIND_NAME_OR_UID = select(_objects.c.id, _objects.c.name, _objects.c.etag, _objects.c.data).where(
+_series = cast(Table, DavSeriesMonth.__table__)
+_FIND_NAME_OR_UID = select(
+    _objects.c.id, _objects.c.name, _objects.c.etag, _objects.c.data, _objects.c.recurring
+).where(
     _objects.c.collection_id == bindparam("cid"),
     or_(_objects.c.name == bindparam("n"), _objects.c.uid == bindparam("u")),
 )
 _INSERT_OBJECT = insert(_objects)
 _UPDATE_OBJECT = update(_objects).where(_objects.c.id == bindparam("oid"))
+_DROP_SERIES = delete(_series).where(_series.c.object_id == bindparam("oid"))
+_INSERT_SERIES = insert(_series)
 _DROP_TOMBSTONE = delete(_tombstones).where(
     _tombstones.c.collection_id == bindparam("cid"), _tombstones.c.name == bindparam("n")
 )

@@ -26,7 +26,7 @@ from gk.storage.dav_common import (
     StoredObject,
     stored_object,
 )
-from gk.storage.models import DavCollection, DavObject
+from gk.storage.models import DavCollection, DavObject, DavSeriesMonth
 
 _EARLIEST = datetime.datetime.min.replace(tzinfo=datetime.UTC)
 
@@ -229,3 +229,24 @@ def card_entries(session: Session, collection_id: int, *, with_data: bool) -> li
         )
         for row in session.execute(query)
     ]
+
+
+def series_months(
+    session: Session, collection_id: int, zone_key: str, first: int, last: int
+) -> list[tuple[str, int, bytes]]:
+    """
+    (entity tag, month, spans) of the months C{first}..C{last} stored for
+    the collection's recurring events with floating times in C{zone_key}
+    (see L{gk.dav.calseries}).
+    """
+    rows = session.execute(
+        select(DavObject.etag, DavSeriesMonth.month, DavSeriesMonth.spans)
+        .join(DavObject, DavSeriesMonth.object_id == DavObject.id)
+        .where(
+            DavObject.collection_id == collection_id,
+            DavSeriesMonth.zone_key == zone_key,
+            DavSeriesMonth.month.between(first, last),
+        )
+        .order_by(DavSeriesMonth.object_id, DavSeriesMonth.month)
+    )
+    return [(str(etag), int(month), bytes(spans)) for etag, month, spans in rows]

@@ -84,6 +84,7 @@ from gk.storage.dav_queries import (
     events_between,
     objects_with_component,
     search_cards,
+    series_months,
     time_range_candidates,
 )
 from gk.storage.dav_sync import (
@@ -147,6 +148,7 @@ __all__ = [
     "prune_tombstones",
     "put_object",
     "search_cards",
+    "series_months",
     "sync_token",
     "time_range_candidates",
     "update_collection",

@@ -89,6 +89,7 @@ def test_apple_calendar_event() -> None:
         recurring=False,
         summary="Dentist",
         data=obj.data,
+        calendar=obj.calendar,
     )
     stored = Calendar.from_ical(obj.data)
     assert stored.walk("VALARM")[0]["ACTION"] == "AUDIO"

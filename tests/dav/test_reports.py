@@ -20,6 +20,7 @@ from urllib.parse import unquote
 import pytest
 import pytest_twisted
 from icalendar import Calendar
+from sqlalchemy import delete
 
 from gk.app import GkApp
 from gk.dav import calquery, report_calendar, report_common, vcard
@@ -42,6 +43,7 @@ from gk.dav.reports import (
 from gk.dav.xmlbody import CALDAV, CARDDAV, DAV, FreeBusyQuery, Report, c, d, parse_report, r
 from gk.storage.accounts import Account
 from gk.storage.dav_store import StoredObject
+from gk.storage.models import DavSeriesMonth
 
 PASSWORD = "correct horse battery staple"
 EMAIL = "alice@example.test"
@@ -304,6 +306,95 @@ IN_JUNE_WEEK = {
 async def fill(app: GkApp, account: Account, objects: dict[str, bytes], name: str = "calendar"):
     for resource, data in objects.items():
         await app.calendars.put(account, name, resource, data)
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y%m%dT%H%M%S")
+
+
+def _month_ranges(now: datetime, offsets: range) -> list[tuple[str, str]]:
+    """The UTC calendar months C{offsets} away from C{now}'s, as time-range bounds."""
+    ranges = []
+    for offset in offsets:
+        number = now.year * 12 + now.month - 1 + offset
+        start = datetime(number // 12, number % 12 + 1, 1, tzinfo=UTC)
+        end = datetime((number + 1) // 12, (number + 1) % 12 + 1, 1, tzinfo=UTC)
+        ranges.append((_stamp(start) + "Z", _stamp(end) + "Z"))
+    return ranges
+
+
+@pytest_twisted.ensureDeferred
+async def test_after_a_restart_recurring_events_are_decided_from_the_months_stored_with_them(
+    app: GkApp, alice: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    ago = now - timedelta(days=75)
+    soon = now + timedelta(days=9)
+    await fill(
+        app,
+        alice,
+        {
+            "weekly.ics": ics(
+                vevent(
+                    "weekly",
+                    f"DTSTART;TZID=Europe/Berlin:{_stamp(ago)}",
+                    f"DTEND;TZID=Europe/Berlin:{_stamp(ago + timedelta(hours=1))}",
+                    "RRULE:FREQ=WEEKLY",
+                    f"EXDATE;TZID=Europe/Berlin:{_stamp(ago + timedelta(weeks=12))}",
+                )
+            ),
+            "daily.ics": ics(
+                vevent(
+                    "daily",
+                    f"DTSTART:{_stamp(soon)}Z",
+                    "DURATION:PT30M",
+                    "RRULE:FREQ=DAILY;COUNT=40",
+                ),
+                vevent(
+                    "daily",
+                    f"RECURRENCE-ID:{_stamp(soon + timedelta(days=3))}Z",
+                    f"DTSTART:{_stamp(soon + timedelta(days=130))}Z",
+                    "DURATION:PT30M",
+                    summary="moved months away",
+                ),
+            ),
+            "floating.ics": ics(
+                vevent(
+                    "floating",
+                    f"DTSTART:{_stamp(ago)}",
+                    "RRULE:FREQ=MONTHLY;BYMONTHDAY=1;COUNT=9",
+                ),
+                timezone=False,
+            ),
+        },
+    )
+    target = await calendar(app, alice)
+    bodies = [calendar_query(event_range(*r)) for r in _month_ranges(now, range(-1, 13))]
+    bodies.append(
+        calendar_query(event_range(_stamp(soon) + "Z", _stamp(soon + timedelta(days=7)) + "Z"))
+    )
+    parsed: list[bytes] = []
+    parse = report_common.parse_calendar
+
+    def counting_parse(data: bytes) -> Calendar:
+        parsed.append(data)
+        return parse(data)
+
+    monkeypatch.setattr(report_calendar, "parse_calendar", counting_parse)
+    # A restart: nothing in memory; the months stored with the events answer.
+    report_calendar.series_cache.clear()
+    from_stored = [names(await run(target, body)) for body in bodies]
+    assert parsed == []
+
+    # The same answers from expanding each event, as without stored months.
+    await app.db.write(lambda s: s.execute(delete(DavSeriesMonth)))
+    report_calendar.series_cache.clear()
+    expanded = [names(await run(target, body)) for body in bodies]
+    assert parsed
+    assert from_stored == expanded
+    assert all("weekly.ics" in found for found in from_stored)
+    assert "daily.ics" in from_stored[1] and "daily.ics" not in from_stored[0]
+    assert "floating.ics" in from_stored[0]
 
 
 @pytest_twisted.ensureDeferred

@@ -802,3 +802,36 @@ async def _outcome(coroutine: Any) -> str:
     except dav.UidConflict:
         return "UidConflict"
     return "ok"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_recurring_events_months_are_kept_with_it_and_go_with_it(db: Database) -> None:
+    user_id = await user_with_defaults(db)
+    cal = await collection(db, user_id, dav.CALENDAR, "calendar")
+
+    def put_series(series: dict[tuple[str, int], bytes], recurring: bool = True) -> Any:
+        values = fields("weekly") | {"recurring": recurring}
+        return partial(dav.put_object, collection_id=cal.id, name="w.ics", data=b"x", **values,
+                       series=series)  # fmt: skip
+
+    def months(first: int = 0, last: int = 100) -> Any:
+        return partial(dav.series_months, collection_id=cal.id, zone_key="UTC", first=first,
+                       last=last)  # fmt: skip
+
+    first = await db.write(put_series({("UTC", 1): b"a" * 24, ("UTC", 2): b"b" * 24}))
+    await db.write(lambda s: dav.put_object(s, cal.id, "o.ics", b"y", **fields("other")))
+    assert await db.read(months()) == [(first.etag, 1, b"a" * 24), (first.etag, 2, b"b" * 24)]
+    assert await db.read(months(2, 2)) == [(first.etag, 2, b"b" * 24)]
+    assert await db.read(partial(dav.series_months, collection_id=cal.id, zone_key="tzid:X",
+                                 first=0, last=100)) == []  # fmt: skip
+
+    # Rewritten: its new months replace the old ones, under its new tag.
+    second = await db.write(put_series({("UTC", 3): b"c" * 24}))
+    assert await db.read(months()) == [(second.etag, 3, b"c" * 24)]
+    # No longer recurring: no months.
+    await db.write(put_series({}, recurring=False))
+    assert await db.read(months()) == []
+    await db.write(put_series({("UTC", 4): b"d" * 24}))
+    assert len(await db.read(months())) == 1
+    await db.write(lambda s: dav.delete_object(s, cal.id, "w.ics"))
+    assert await db.read(months()) == []

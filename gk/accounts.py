@@ -152,6 +152,19 @@ class RouteCache:
         self._domains = None
 
 
+@dataclass(frozen=True)
+class CheckedPassword:
+    """
+    A password that passed L{AccountService.authenticate_with_proof}, and
+    what it matched: the account's password hash, or an app password's
+    digest.
+    """
+
+    account: Account
+    password_hash: str | None = None
+    app_password_digest: str | None = None
+
+
 class AccountService(Service):
     """Accounts, aliases and credentials, for every part of gk."""
 
@@ -273,6 +286,14 @@ class AccountService(Service):
         passwords; L{None} otherwise (also for unknown users, after the
         same amount of work).
         """
+        checked = await self.authenticate_with_proof(email, password)
+        return None if checked is None else checked.account
+
+    async def authenticate_with_proof(self, email: str, password: str) -> CheckedPassword | None:
+        """
+        L{authenticate}, with what the check relied on, so that a cache of
+        verified passwords can ask L{recheck} whether it still holds.
+        """
         try:
             address = normalize_address(email)
         except InvalidAddress:
@@ -284,11 +305,29 @@ class AccountService(Service):
         account, password_hash = found
         if await self._hash(passwords.verify_password, password_hash, password):
             if passwords.needs_rehash(password_hash):
-                new_hash = await self._hash(passwords.hash_password, password)
-                await self.db.write(lambda s: store.set_password_hash(s, address, new_hash))
-            return account
+                password_hash = await self._hash(passwords.hash_password, password)
+                await self.db.write(lambda s: store.set_password_hash(s, address, password_hash))
+            return CheckedPassword(account, password_hash=password_hash)
         digest = passwords.secret_digest(password)
-        return await self.db.write(lambda s: store.user_by_app_password(s, address, digest))
+        found_account = await self.db.write(
+            lambda s: store.user_by_app_password(s, address, digest)
+        )
+        if found_account is None:
+            return None
+        return CheckedPassword(found_account, app_password_digest=digest)
+
+    async def recheck(self, checked: CheckedPassword) -> Account | None:
+        """
+        The account, if the password C{checked} earlier would still pass:
+        its password unchanged, or its app password not revoked, and the
+        account not deleted.  One database read, no password hashing.
+        """
+        user_id = checked.account.id
+        return await self.db.read(
+            lambda s: store.account_if_credential_current(
+                s, user_id, checked.password_hash, checked.app_password_digest
+            )
+        )
 
     async def authenticate_token(self, token: str) -> Account | None:
         digest = passwords.secret_digest(token)

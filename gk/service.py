@@ -195,8 +195,12 @@ class GkService(MultiService):
     def dav_resource(self) -> Resource:
         """The C{/dav} resource, one for every HTTP listener (they share its credential cache)."""
         if self._dav is None:
+            accounts = self.app.accounts
             authenticator = DavAuthenticator(
-                self.app.security.auth, self.app.accounts.authenticate, self.app.reactor
+                self.app.security.auth,
+                accounts.authenticate_with_proof,
+                accounts.recheck,
+                self.app.reactor,
             )
             context = DavContext.from_app(self.app, self.scheduler, self.inbox)
             self._dav = build_dav(context, authenticator, self.app.reactor)

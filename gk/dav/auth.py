@@ -9,10 +9,12 @@ syncing needs.  A credential that passed the full check is remembered for
 L{CredentialCache.ttl} seconds (5 minutes by default) under an HMAC of the
 user name and password keyed with a random per-process key, so the cache
 never holds a password or anything from which one can be recovered
-offline.  The price: a password changed or an app password revoked (in
-this process or another) keeps working for up to the TTL on connections
-that used it recently; keep the TTL short.  Failures are never cached, so
-each one goes through the guard and its delays.
+offline.  With it is kept what the check relied on (the password hash it
+matched, or the app password's digest), and every later request asks the
+database whether that still holds (L{AccountService.recheck}: one read, no
+hashing): a changed password, a revoked app password or a deleted account
+stops working at once, whichever process made the change.  Failures are
+never cached, so each one goes through the guard and its delays.
 
 A blocked source is refused before the cache is consulted.
 """
@@ -32,6 +34,7 @@ from typing import Literal
 
 from twisted.internet.interfaces import IReactorTime
 
+from gk.accounts import CheckedPassword
 from gk.security.authguard import AuthGuard
 from gk.security.events import AuthOutcome
 from gk.storage.accounts import Account
@@ -78,8 +81,9 @@ def parse_basic(header: bytes | None) -> Credentials | None:
 
 class CredentialCache:
     """
-    Verified credentials, remembered for C{ttl} seconds, at most
-    C{max_entries} of them (least recently used go first).
+    Verified credentials and what their check relied on, remembered for
+    C{ttl} seconds, at most C{max_entries} of them (least recently used
+    go first).
     """
 
     def __init__(self, clock: IReactorTime, ttl: float = 300.0, max_entries: int = 1024) -> None:
@@ -88,32 +92,35 @@ class CredentialCache:
         self.max_entries = max_entries
         # Random per process: a key learned from memory is useless elsewhere.
         self._key = secrets.token_bytes(32)
-        self._entries: OrderedDict[bytes, tuple[Account, float]] = OrderedDict()
+        self._entries: OrderedDict[bytes, tuple[CheckedPassword, float]] = OrderedDict()
 
     def _digest(self, credentials: Credentials) -> bytes:
         message = credentials.username.encode("utf-8") + b"\0" + credentials.password.encode()
         return hmac.new(self._key, message, hashlib.sha256).digest()
 
-    def get(self, credentials: Credentials) -> Account | None:
-        """The account the credentials were verified for, if still remembered."""
+    def get(self, credentials: Credentials) -> CheckedPassword | None:
+        """The check the credentials passed, if still remembered."""
         digest = self._digest(credentials)
         entry = self._entries.get(digest)
         if entry is None:
             return None
-        account, expires = entry
+        checked, expires = entry
         if expires <= self._clock.seconds():
             del self._entries[digest]
             return None
         self._entries.move_to_end(digest)
-        return account
+        return checked
 
-    def put(self, credentials: Credentials, account: Account) -> None:
+    def put(self, credentials: Credentials, checked: CheckedPassword) -> None:
         """Remember credentials that just passed the full check."""
         digest = self._digest(credentials)
-        self._entries[digest] = (account, self._clock.seconds() + self.ttl)
+        self._entries[digest] = (checked, self._clock.seconds() + self.ttl)
         self._entries.move_to_end(digest)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
+
+    def forget(self, credentials: Credentials) -> None:
+        self._entries.pop(self._digest(credentials), None)
 
     def clear(self) -> None:
         self._entries.clear()
@@ -139,18 +146,21 @@ class DavAuthenticator:
     """
     Decides who a request is (see the module docstring).
 
-    @param check: the full password check, e.g. C{AccountService.authenticate}.
+    @param check: the full password check (C{AccountService.authenticate_with_proof}).
+    @param recheck: whether a remembered check still holds (C{AccountService.recheck}).
     """
 
     def __init__(
         self,
         guard: AuthGuard,
-        check: Callable[[str, str], Awaitable[Account | None]],
+        check: Callable[[str, str], Awaitable[CheckedPassword | None]],
+        recheck: Callable[[CheckedPassword], Awaitable[Account | None]],
         clock: IReactorTime,
         cache: CredentialCache | None = None,
     ) -> None:
         self.guard = guard
         self.check = check
+        self.recheck = recheck
         self.cache = cache if cache is not None else CredentialCache(clock)
 
     async def authenticate(self, client_ip: str, authorization: bytes | None) -> AuthDecision:
@@ -162,9 +172,13 @@ class DavAuthenticator:
         if self.guard.is_blocked(client_ip):
             self.guard.refuse_if_blocked(client_ip, PROTOCOL, credentials.username)
             return AuthDecision(None, "blocked", _seconds(self.guard.blocked_for(client_ip)))
-        cached = self.cache.get(credentials)
-        if cached is not None:
-            return AuthDecision(cached)
+        remembered = self.cache.get(credentials)
+        if remembered is not None:
+            account = await self.recheck(remembered)
+            if account is not None:
+                return AuthDecision(account)
+            # Changed or revoked since: the full check decides, and counts a failure.
+            self.cache.forget(credentials)
         result = await self.guard.authenticate(
             client_ip,
             credentials.username,
@@ -176,7 +190,7 @@ class DavAuthenticator:
         if result.account is None:
             return AuthDecision(None, "challenge")
         self.cache.put(credentials, result.account)
-        return AuthDecision(result.account)
+        return AuthDecision(result.account.account)
 
 
 def _seconds(value: float) -> int:

@@ -294,6 +294,27 @@ def user_by_app_password(session: Session, email: str, digest: str) -> Account |
     return _account(user)
 
 
+def account_if_credential_current(
+    session: Session, user_id: int, password_hash: str | None, app_password_digest: str | None
+) -> Account | None:
+    """
+    The user C{user_id} if its password hash is still C{password_hash} or,
+    when that is L{None}, it still has the app password C{app_password_digest}:
+    whether a password checked earlier would still pass (read-only).
+    """
+    user = session.get(User, user_id)
+    if user is None:
+        return None
+    if password_hash is not None:
+        return _account(user) if user.password_hash == password_hash else None
+    found = session.scalar(
+        select(AppPassword.id).where(
+            AppPassword.user_id == user_id, AppPassword.secret_hash == app_password_digest
+        )
+    )
+    return _account(user) if found is not None else None
+
+
 def user_by_token(session: Session, digest: str) -> Account | None:
     """The user owning the token with C{digest}; marks it used."""
     row = session.execute(

@@ -108,6 +108,31 @@ async def test_wrong_password_is_401_and_app_passwords_work(dav_server: DavServe
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_changed_password_or_revoked_app_password_stops_working_at_once(
+    dav_server: DavServer,
+) -> None:
+    """The credential cache asks the database on each request whether the password still holds."""
+    accounts = dav_server.app.accounts
+    app_password = await accounts.create_app_password(ALICE, "phone")
+    for password in (PASSWORD, app_password):
+        for _ in range(2):  # the second one comes from the credential cache
+            assert (await dav_server.call("PROPFIND", "/dav/", password=password)).status == 207
+
+    await accounts.revoke_app_password(ALICE, "phone")
+    assert (await dav_server.call("PROPFIND", "/dav/", password=app_password)).status == 401
+    assert (await dav_server.call("PROPFIND", "/dav/", password=PASSWORD)).status == 207
+
+    await accounts.set_password(ALICE, "a new and long password")
+    assert (await dav_server.call("PROPFIND", "/dav/", password=PASSWORD)).status == 401
+    answer = await dav_server.call("PROPFIND", "/dav/", password="a new and long password")
+    assert answer.status == 207
+
+    await accounts.delete_user(ALICE)
+    answer = await dav_server.call("PROPFIND", "/dav/", password="a new and long password")
+    assert answer.status == 401
+
+
+@pytest_twisted.ensureDeferred
 async def test_bodies_over_the_limits_are_413(dav_server: DavServer) -> None:
     """An XML body over 1 MB and a calendar object over max-resource-size get 413."""
     padding = b"<!-- " + b"x" * (1024 * 1024) + b" -->"

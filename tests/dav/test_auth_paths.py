@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import pytest
 from twisted.internet.task import Clock
 
+from gk.accounts import CheckedPassword
 from gk.dav import paths
 from gk.dav.auth import CredentialCache, Credentials, parse_basic
 from gk.storage.accounts import Account
@@ -38,16 +39,19 @@ def test_credential_cache_expires_and_stays_bounded() -> None:
     clock = Clock()
     cache = CredentialCache(clock, ttl=300, max_entries=2)
     right = Credentials("alice@example.test", "secret")
-    cache.put(right, ALICE)
-    assert cache.get(right) == ALICE
+    checked = CheckedPassword(ALICE, password_hash="$argon2id$...")
+    cache.put(right, checked)
+    assert cache.get(right) == checked
     assert cache.get(Credentials("alice@example.test", "Secret")) is None
     clock.advance(301)
     assert cache.get(right) is None and len(cache) == 0
     for n in range(3):
-        cache.put(Credentials(f"u{n}@example.test", "pw"), ALICE)
+        cache.put(Credentials(f"u{n}@example.test", "pw"), checked)
     assert len(cache) == 2
     assert cache.get(Credentials("u0@example.test", "pw")) is None
-    assert cache.get(Credentials("u2@example.test", "pw")) == ALICE
+    assert cache.get(Credentials("u2@example.test", "pw")) == checked
+    cache.forget(Credentials("u2@example.test", "pw"))
+    assert cache.get(Credentials("u2@example.test", "pw")) is None
 
 
 @pytest.mark.parametrize(

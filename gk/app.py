@@ -17,6 +17,7 @@ from twisted.logger import Logger
 
 from gk.accounts import AccountService, normalize_domain
 from gk.calendars import CalendarService
+from gk.chat import ChatService
 from gk.config import Config
 from gk.contacts import ContactService
 from gk.delivery.dkim_sign import DKIMSigner, key_directory
@@ -50,6 +51,7 @@ class GkApp:
     mailauth: MailAuthenticator
     calendars: CalendarService
     contacts: ContactService
+    chat: ChatService
     _tls: ServerTLS | None = field(default=None, repr=False)
 
     log = Logger()
@@ -83,6 +85,7 @@ class GkApp:
             mailauth,
             CalendarService(db, events),
             ContactService(db, events),
+            ChatService(db, events),
         )
 
     @property

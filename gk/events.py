@@ -77,10 +77,34 @@ class ContactsChanged(Event):
 
 
 @dataclass(frozen=True)
-class ChatMessagePosted(Event):
+class ChatChanged(Event):
+    """
+    A change in a chat room the user is in, or to their own membership or
+    read marker, logged at C{position} (see L{gk.chat.changes} for the
+    kinds and their payloads).  C{payload} is JSON-ready and is what
+    L{gk.chat.ChatService.changes_since} gives for the same change, so
+    that it can be forwarded to clients as it is.
+    """
+
+    room_id: int
+    position: int
+    kind: str
+    payload: dict[str, Any] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class ChatMention(Event):
+    """
+    The user was mentioned (C{@name}) in message C{message_id} of a room
+    they are in, posted or edited by C{sender} (an address) at log
+    C{position}; C{text} is the message's text.
+    """
+
     room_id: int
     message_id: int
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    position: int
+    sender: str
+    text: str
 
 
 E = TypeVar("E", bound=Event)

@@ -14,7 +14,7 @@ from zope.interface import provider
 
 from gk.events import (
     CalendarChanged,
-    ChatMessagePosted,
+    ChatChanged,
     Event,
     EventBus,
     FlagsChanged,
@@ -75,7 +75,7 @@ def test_a_subscriber_for_one_user_never_sees_another_users_events() -> None:
     published = [
         mail(1, 1),
         mail(2, 1),
-        ChatMessagePosted(user_id=2, room_id=3, message_id=4),
+        ChatChanged(user_id=2, room_id=3, position=4, kind="message.posted"),
         mail(1, 2),
         mail(3, 1),
     ]

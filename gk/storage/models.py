@@ -420,3 +420,177 @@ class DavTombstone(Base):
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
     revision: Mapped[int] = mapped_column(BigInteger)
     deleted: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# -- chat ------------------------------------------------------------------
+
+
+#: A search word: compared byte by byte on every database (PostgreSQL's
+#: "C" collation, SQLite's default BINARY), so that a prefix is a range of
+#: an ordinary B-tree index whatever the server's locale.
+ChatWordType = String(64).with_variant(String(64, collation="C"), "postgresql")
+
+
+class ChatSequence(Base):
+    """
+    The one row (C{id} 1) holding the chat change log's latest position.
+    Every chat write locks it first, so chat writes are serialised and
+    positions are handed out in commit order (see L{gk.storage.chat_store}).
+    """
+
+    __tablename__ = "chat_sequence"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    position: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ChatRoom(Base):
+    """
+    A chat room: C{kind} "public", "private" or "direct".  A direct room
+    has no name (clients show the other person) and a C{direct_key}, the
+    two members' user ids, unique: one conversation per pair.
+    """
+
+    __tablename__ = "chat_rooms"
+    # AUTOINCREMENT: room ids are in clients' caches and change logs.
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(80), default="")
+    #: C{"<smaller user id>:<larger user id>"} for a direct room, else L{None}.
+    direct_key: Mapped[str | None] = mapped_column(String(40), nullable=True, unique=True)
+    created_by: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    created: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: When the newest message was posted (the creation time before any).
+    last_activity: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ChatMember(Base):
+    """
+    A user's membership of a room (C{role} "owner" or "member") and their
+    read marker: the id of the newest message they have read (0: none).
+    """
+
+    __tablename__ = "chat_members"
+    __table_args__ = (Index("ix_chat_members_user_id_room_id", "user_id", "room_id"),)
+
+    room_id: Mapped[int] = mapped_column(
+        ForeignKey("chat_rooms.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(String(16), default="member")
+    joined: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_read: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ChatMessage(Base):
+    """
+    One message of a room.  Deleting one keeps its row as a tombstone
+    (empty text, C{deleted} true) so that clients can sync the deletion.
+    A reply names its thread's root in C{reply_to}; the root counts its
+    replies that are not deleted in C{reply_count}.
+    """
+
+    __tablename__ = "chat_messages"
+    __table_args__ = (
+        Index("ix_chat_messages_room_id_id", "room_id", "id"),
+        Index("ix_chat_messages_reply_to_id", "reply_to", "id"),
+        # AUTOINCREMENT: ids order a room's history and are read markers.
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    room_id: Mapped[int] = mapped_column(ForeignKey("chat_rooms.id", ondelete="CASCADE"))
+    #: L{None} once the sender's account is deleted.
+    sender_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    text: Mapped[str] = mapped_column(Text, default="")
+    created: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    edited: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    reply_to: Mapped[int | None] = mapped_column(
+        ForeignKey("chat_messages.id", ondelete="CASCADE"), nullable=True
+    )
+    reply_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ChatReaction(Base):
+    """One user's reaction with one emoji to one message."""
+
+    __tablename__ = "chat_reactions"
+
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("chat_messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    emoji: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    created: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ChatMention(Base):
+    """A member mentioned (C{@alice}) in a message's current text."""
+
+    __tablename__ = "chat_mentions"
+    __table_args__ = (Index("ix_chat_mentions_user_id_message_id", "user_id", "message_id"),)
+
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("chat_messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class ChatWord(Base):
+    """
+    A normalised word of a message's current text (casefolded, accents
+    stripped), once per message: the search index.  The primary key serves
+    exact and prefix look-ups; the second index drops a message's words
+    when it is edited or deleted.
+    """
+
+    __tablename__ = "chat_words"
+    __table_args__ = (Index("ix_chat_words_message_id", "message_id"),)
+
+    word: Mapped[str] = mapped_column(ChatWordType, primary_key=True)
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("chat_messages.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class ChatChange(Base):
+    """
+    One entry of the chat change log, at a global C{position} taken from
+    L{ChatSequence}.  Message changes name the message (clients get its
+    current state); membership and read-marker changes name the user they
+    are about in C{subject_id}; a C{private} change (a read marker) is
+    seen by that user only.  C{data} is JSON for what the change must
+    remember itself (e.g. the member's address, the emoji).
+    """
+
+    __tablename__ = "chat_changes"
+    __table_args__ = (
+        Index("ix_chat_changes_room_id_position", "room_id", "position"),
+        Index("ix_chat_changes_subject_id_position", "subject_id", "position"),
+    )
+
+    position: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(32))
+    room_id: Mapped[int] = mapped_column(ForeignKey("chat_rooms.id", ondelete="CASCADE"))
+    message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("chat_messages.id", ondelete="CASCADE"), nullable=True
+    )
+    subject_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    private: Mapped[bool] = mapped_column(Boolean, default=False)
+    data: Mapped[str] = mapped_column(Text, default="{}")
+    created: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -21,7 +21,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.logger import ILogObserver, Logger
 from twisted.python.components import Componentized
-from twisted.web.resource import Resource
+from twisted.web.resource import IResource, Resource
 
 from gk.app import GkApp
 from gk.dav.auth import DavAuthenticator
@@ -39,7 +39,13 @@ from gk.smtp.backend import ISMTPPolicy
 from gk.smtp.policies import MXPolicy, SubmissionPolicy
 from gk.smtp.protocol import SMTPFactory
 from gk.smtp.session import Limits
+from gk.web.api import ApiResource
+from gk.web.api_chat import chat_routes
+from gk.web.bearer import BearerAuthenticator
 from gk.web.site import build_site
+from gk.ws.commands import LiveCommands
+from gk.ws.hub import LiveHub
+from gk.ws.resource import LiveService, TokenAuthenticator, build_live_resource
 
 #: Role -> builder of the protocol factory for one of that role's
 #: listeners (the flag: implicit TLS).
@@ -47,7 +53,14 @@ ProtocolBuilder = Callable[[GkApp, "GkService", bool], IProtocolFactory]
 
 
 def _http_factory(app: GkApp, tree: GkService, implicit_tls: bool) -> IProtocolFactory:
-    return build_site(app.db, app.metrics, tree.listener_status, dav=tree.dav_resource())
+    return build_site(
+        app.db,
+        app.metrics,
+        tree.listener_status,
+        dav=tree.dav_resource(),
+        live=tree.live_resource(),
+        api=tree.api_resource(),
+    )
 
 
 def _smtp_factory(app: GkApp, policy: ISMTPPolicy, implicit_tls: bool) -> IProtocolFactory:
@@ -168,6 +181,11 @@ class GkService(MultiService):
             app.config.server.hostname, app.mailstore,
         )  # fmt: skip
         SchedulerService(self.scheduler).setServiceParent(self)
+        self.hub = LiveHub(app.events)
+        self.live_commands = LiveCommands(self.hub, app.chat)
+        LiveService(self.hub).setServiceParent(self)
+        self._live: IResource | None = None
+        self._api: IResource | None = None
         app.events.subscribe(MailDelivered, lambda _e: app.metrics.deliveries.inc())
         for role, description, implicit_tls in app.config.listeners():
             builder = PROTOCOLS.get(role)
@@ -205,6 +223,27 @@ class GkService(MultiService):
             context = DavContext.from_app(self.app, self.scheduler, self.inbox)
             self._dav = build_dav(context, authenticator, self.app.reactor)
         return self._dav
+
+    def live_resource(self) -> IResource:
+        """The C{/ws} resource, shared by every HTTP listener."""
+        if self._live is None:
+            app = self.app
+            self._live = build_live_resource(
+                self.hub,
+                self.live_commands,
+                TokenAuthenticator(app.accounts, app.security.auth),
+                app.config.http.public_url,
+                app.reactor,
+            )
+        return self._live
+
+    def api_resource(self) -> IResource:
+        """The C{/api} resource (the JSON API), shared by every HTTP listener."""
+        if self._api is None:
+            app = self.app
+            authenticator = BearerAuthenticator(app.accounts, app.security.auth, "api")
+            self._api = ApiResource(authenticator, chat_routes(app.chat))
+        return self._api
 
     def listener_status(self) -> list[tuple[str, str, bool, BoundListener | None]]:
         return [(s.role, s.description, s.implicit_tls, s.bound) for s in self.listeners]

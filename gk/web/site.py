@@ -92,12 +92,19 @@ def build_site(
     metrics: Metrics,
     listeners: Callable[[], list[tuple[str, str, bool, BoundListener | None]]],
     dav: Resource | None = None,
+    live: IResource | None = None,
+    api: IResource | None = None,
 ) -> GkSite:
     """
     The site; C{dav} is the CalDAV/CardDAV resource (L{gk.dav.resource}),
-    mounted at C{/dav} with the C{/.well-known} redirects to it.
+    mounted at C{/dav} with the C{/.well-known} redirects to it; C{live}
+    the WebSocket (L{gk.ws}) at C{/ws}; C{api} the JSON API at C{/api}.
     """
     root = RootResource()
+    if live is not None:
+        root.putChild(b"ws", live)
+    if api is not None:
+        root.putChild(b"api", api)
     root.putChild(b"health", HealthResource())
     root.putChild(b"ready", ReadyResource(db, listeners))
     root.putChild(b"metrics", MetricsResource(metrics))

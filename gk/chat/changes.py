@@ -65,6 +65,11 @@ class Payloads:
         self._messages: dict[int, MessageInfo] = {}
         self._rooms: dict[int, Room | None] = {}
         self._members: dict[int, list[MemberInfo]] = {}
+        self._shared: dict[int, dict[str, Any]] = {}
+
+    def know(self, message: MessageInfo) -> None:
+        """Use C{message} as it is now (just read by the caller) instead of reading it again."""
+        self._messages[message.id] = message
 
     def prefetch(self, rows: Iterable[ChangeRow]) -> None:
         """Load the messages of many changes in a few queries."""
@@ -76,7 +81,13 @@ class Payloads:
     def payload(self, row: ChangeRow, viewer_id: int) -> dict[str, Any]:
         """What C{viewer_id} is told about C{row} (see the module docstring)."""
         if row.kind in MESSAGE_KINDS and row.message_id is not None:
-            return {"message": self._message(row.message_id).to_json(), **row.data}
+            # The same for every viewer: built once, shared (read-only) by
+            # the events of all of them.
+            shared = self._shared.get(row.position)
+            if shared is None:
+                shared = {"message": self._message(row.message_id).to_json(), **row.data}
+                self._shared[row.position] = shared
+            return shared
         if row.kind == READ_MARKED:
             return {"message_id": row.message_id}
         room = self._room(row.room_id)
@@ -130,11 +141,15 @@ class ChangeLog:
         subject_id: int | None = None,
         private: bool = False,
         data: dict[str, Any] | None = None,
+        message: MessageInfo | None = None,
     ) -> int:
         """
         Log a change made in this transaction; its position.  Everyone in
         the room now is told, and C{subject_id} too (a member who just
         left); a C{private} change only C{subject_id}.
+
+        @param message: the message C{message_id} as it is after the
+            change, when the caller has it (saves reading it again).
         """
         data = data or {}
         position = store.append_change(
@@ -152,6 +167,8 @@ class ChangeLog:
             told.append(subject_id)
         # Built after the change, so each payload shows its outcome.
         payloads = Payloads(self._session)
+        if message is not None:
+            payloads.know(message)
         for user_id in told:
             payload = payloads.payload(row, user_id)
             self.events.append(ChatChanged(user_id, room.id, position, kind, payload))

@@ -280,8 +280,8 @@ class ChatService:
             store.set_mentions(session, message_id, mentioned)
             store.advance_read_marker(session, room.id, account.id, message_id)
             log = ChangeLog(session)
-            position = log.log(kinds.MESSAGE_POSTED, room, message_id=message_id)
             [message] = store.message_infos(session, [message_id])
+            position = log.log(kinds.MESSAGE_POSTED, room, message_id=message_id, message=message)
             log.mentions(room, message, position, [u for u in mentioned if u != account.id])
             return message, log.events
 
@@ -310,8 +310,8 @@ class ChatService:
             mentioned = _mentions(session, room, body)
             store.set_mentions(session, message.id, mentioned)
             log = ChangeLog(session)
-            position = log.log(kinds.MESSAGE_EDITED, room, message_id=message.id)
             info = _message(session, message.id)
+            position = log.log(kinds.MESSAGE_EDITED, room, message_id=message.id, message=info)
             new = [u for u in mentioned if u not in before and u != account.id]
             log.mentions(room, info, position, new)
             return info, log.events
@@ -612,6 +612,8 @@ def _thread_root(session: Session, room: Room, reply_to: int) -> int:
 
 def _mentions(session: Session, room: Room, body: str) -> list[int]:
     """The members of C{room} that C{body} mentions."""
+    if "@" not in body:
+        return []  # most messages: no need to read the members
     members = {m.email: m.user_id for m in store.members(session, room.id)}
     return mentions.mentioned(body, members)
 

@@ -61,6 +61,7 @@ class LiveHub:
         self._presence: dict[int, str] = {}
         self._subscriptions: list[Subscription] = []
         self._stopped = False
+        self._last_frame: tuple[object, bytes] = ((), b"")
         #: Event kinds the hub forwards, with their wire form.
         self._forwarders: dict[type[Event], Callable[[Any], tuple[str, Any, int | None]]] = {
             MailDelivered: _mail_delivered,
@@ -141,8 +142,20 @@ class LiveHub:
         render = next((r for kind, r in self._forwarders.items() if isinstance(event, kind)), None)
         if render is None:
             return
-        name, data, position = render(event)
-        self.send_to_user(event.user_id, protocol.event(name, data, position))
+        # The events of one change for its many recipients come one after
+        # the other and share their payload object when it is the same for
+        # all (gk.chat.changes): encode it once.  Positions are unique per
+        # change, and the payloads of one change are alive together, so
+        # the key never matches another change's or viewer's.
+        position = getattr(event, "position", None)
+        key = (type(event), position, id(getattr(event, "payload", None)))
+        if position is not None and self._last_frame[0] == key:
+            frame = self._last_frame[1]
+        else:
+            name, data, position = render(event)
+            frame = protocol.event(name, data, position)
+            self._last_frame = (key, frame)
+        self.send_to_user(event.user_id, frame)
 
     # -- presence ---------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ L{MAX_REFUSED} of them in a row, a close with code 1008.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -94,16 +95,18 @@ class Upgrade:
 Authenticate = Callable[[Upgrade], Awaitable[tuple[Account, bool] | None]]
 
 
-class Handler:
-    """The commands a connection understands; L{gk.ws.commands} fills it."""
+class Handler(ABC):
+    """What a connection hands its messages to (L{gk.ws.commands.LiveCommands})."""
 
+    @abstractmethod
     async def handle(self, connection: LiveSocket, message: ClientMessage) -> Any:
         """The result of C{message}, JSON-ready. @raise ProtocolError: refused."""
-        raise NotImplementedError
 
+    @abstractmethod
     def opened(self, connection: LiveSocket) -> None:
         """A connection was accepted."""
 
+    @abstractmethod
     def closed(self, connection: LiveSocket) -> None:
         """A connection ended."""
 

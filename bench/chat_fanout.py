@@ -51,11 +51,15 @@ from pathlib import Path
 from typing import Any
 
 import websockets
+from dav import rss_mb
 from smtp_ingest import (
     BenchError,
+    gk_command,
     postgres_schema,
+    process_cpu,
     running_server,
     temporary_directory,
+    write_http_config,
 )
 from sqlalchemy.engine import make_url
 
@@ -69,23 +73,7 @@ DEADLINE = 120.0
 
 
 def write_config(directory: Path, database_url: str | None) -> Path:
-    database = f'[database]\nurl = "{database_url}"\n\n' if database_url else ""
-    config = directory / "gk.toml"
-    config.write_text(
-        "[server]\n"
-        'hostname = "chat.bench.test"\n'
-        f'domains = ["{DOMAIN}"]\n'
-        'data_dir = "data"\n\n'
-        f"{database}"
-        "[smtp]\nlisten = []\n\n"
-        "[submission]\nlisten = []\ntls_listen = []\n\n"
-        "[imap]\nlisten = []\ntls_listen = []\n\n"
-        '[http]\nlisten = ["tcp:0:interface=127.0.0.1"]\ntls_listen = []\n\n'
-        "[delivery]\nworker = false\n\n"
-        '[security]\nexempt_networks = ["127.0.0.0/8"]\n',
-        encoding="utf-8",
-    )
-    return config
+    return write_http_config(directory, database_url, hostname="chat.bench.test", domain=DOMAIN)
 
 
 def user(n: int) -> str:
@@ -277,19 +265,6 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def process_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12])
-    return ticks / 100.0
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
-
-
 def measure(plan: Plan, tokens: list[str], processes: int, pid: int) -> dict[str, Any]:
     room_ids = asyncio.run(make_rooms(plan, tokens))
     context = multiprocessing.get_context("spawn")
@@ -302,9 +277,9 @@ def measure(plan: Plan, tokens: list[str], processes: int, pid: int) -> dict[str
     ]
     for process in workers:
         process.start()
-    cpu_before = process_cpu(pid)
+    cpu_before = sum(process_cpu(pid))
     reports = [results.get(timeout=plan.seconds + plan.drain + DEADLINE) for _ in workers]
-    cpu_used = process_cpu(pid) - cpu_before
+    cpu_used = sum(process_cpu(pid)) - cpu_before
     for process in workers:
         process.join(timeout=DEADLINE)
     failed = [r["failed"] for r in reports if "failed" in r]
@@ -386,8 +361,6 @@ def main(argv: list[str] | None = None) -> int:
                 database = "postgresql"
             directory = stack.enter_context(temporary_directory("gk-chat-bench-", args.keep))
             config = write_config(directory, url)
-            from smtp_ingest import gk_command
-
             gk_command(config, "init", "--domain", DOMAIN, "--hostname", "chat.bench.test")
             tokens = make_users(config, args.clients)
             port, process = stack.enter_context(running_server(config, "http"))

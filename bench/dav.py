@@ -77,6 +77,7 @@ from smtp_ingest import (
     process_cpu,
     running_server,
     temporary_directory,
+    write_http_config,
 )
 from sqlalchemy.engine import make_url
 
@@ -777,23 +778,7 @@ def measure_queries(
 
 def write_config(directory: Path, database_url: str | None) -> Path:
     """The throw-away instance's config: HTTP on a free loopback port, nothing else."""
-    database = f'[database]\nurl = "{database_url}"\n\n' if database_url else ""
-    config = directory / "gk.toml"
-    config.write_text(
-        "[server]\n"
-        'hostname = "dav.bench.test"\n'
-        f'domains = ["{DOMAIN}"]\n'
-        'data_dir = "data"\n\n'
-        f"{database}"
-        "[smtp]\nlisten = []\n\n"
-        "[submission]\nlisten = []\ntls_listen = []\n\n"
-        "[imap]\nlisten = []\ntls_listen = []\n\n"
-        '[http]\nlisten = ["tcp:0:interface=127.0.0.1"]\ntls_listen = []\n\n'
-        "[delivery]\nworker = false\n\n"
-        '[security]\nexempt_networks = ["127.0.0.0/8"]\n',
-        encoding="utf-8",
-    )
-    return config
+    return write_http_config(directory, database_url, hostname="dav.bench.test", domain=DOMAIN)
 
 
 def fill(port: int, pid: int, kind: Kind, count: int, anchor: datetime) -> dict[str, float]:

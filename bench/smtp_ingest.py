@@ -189,6 +189,30 @@ def write_config(directory: Path, dns_address: str, database_url: str | None) ->
     return config
 
 
+def write_http_config(
+    directory: Path, database_url: str | None, *, hostname: str, domain: str
+) -> Path:
+    """A throw-away instance's config: HTTP on a free loopback port, nothing else."""
+    database = f'[database]\nurl = "{database_url}"\n\n' if database_url else ""
+    config = directory / "gk.toml"
+    config.write_text(
+        "[server]\n"
+        f'hostname = "{hostname}"\n'
+        f'domains = ["{domain}"]\n'
+        'data_dir = "data"\n\n'
+        f"{database}"
+        "[smtp]\nlisten = []\n\n"
+        "[submission]\nlisten = []\ntls_listen = []\n\n"
+        "[imap]\nlisten = []\ntls_listen = []\n\n"
+        '[http]\nlisten = ["tcp:0:interface=127.0.0.1"]\ntls_listen = []\n\n'
+        "[delivery]\nworker = false\n\n"
+        # The per-IP limits would throttle loopback clients.
+        '[security]\nexempt_networks = ["127.0.0.0/8"]\n',
+        encoding="utf-8",
+    )
+    return config
+
+
 class ServerLog:
     """
     Reads the server's output in a thread: keeps the lines, notes the port

@@ -7,8 +7,10 @@ queries the assistant and free-busy need.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 
+from icalendar import Calendar
+from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
 from gk.collections_service import CheckedObject, CollectionService, InvalidObject
@@ -18,7 +20,9 @@ from gk.dav.caldata import (
     InvalidCalendarData,
     parse_calendar_object,
 )
+from gk.dav.calquery import free_busy
 from gk.dav.calseries import months_when_written
+from gk.dav.itip import ITipError, parse
 from gk.dav.report_common import floating_zone
 from gk.events import CalendarChanged, Event
 from gk.storage import dav_store
@@ -37,6 +41,37 @@ def people(data: bytes) -> tuple[str, ...]:
     unfolded = data.replace(b"\r\n ", b"").replace(b"\r\n\t", b"")
     found = (m.decode("utf-8", "replace").strip().lower() for m in _PEOPLE.findall(unfolded))
     return tuple(dict.fromkeys(found))
+
+
+#: A busy period: start and end (aware, UTC) and its FBTYPE.
+BusyPeriod = tuple[datetime, datetime, str]
+
+
+def calendar_zone(collection: CollectionInfo, default: tzinfo) -> tzinfo:
+    """
+    The zone floating times and all-day events of C{collection} are read
+    in when no request names one: its CALDAV:calendar-timezone, else
+    C{default} (the user's zone: an all-day event is on that day where
+    the user is, not in UTC).
+    """
+    return floating_zone(collection).tz if collection.timezone else default
+
+
+def _merged(periods: list[BusyPeriod]) -> list[BusyPeriod]:
+    """Periods of one FBTYPE that overlap or touch made one, sorted by start."""
+    merged: list[BusyPeriod] = []
+    for kind in sorted({k for _, _, k in periods}):
+        current: list[datetime] | None = None
+        for low, high, _ in sorted(p for p in periods if p[2] == kind):
+            if current is not None and low <= current[1]:
+                current[1] = max(current[1], high)
+                continue
+            if current is not None:
+                merged.append((current[0], current[1], kind))
+            current = [low, high]
+        if current is not None:
+            merged.append((current[0], current[1], kind))
+    return sorted(merged)
 
 
 def _series(parsed: CalendarObject, collection: CollectionInfo) -> dict[tuple[str, int], bytes]:
@@ -95,3 +130,43 @@ class CalendarService(CollectionService):
         return await self.db.read(
             lambda s: dav_store.events_between(s, account.id, start, end, component)
         )
+
+    async def busy_times(
+        self, account: Account, start: datetime, end: datetime, default_zone: tzinfo
+    ) -> list[BusyPeriod]:
+        """
+        The account's busy time in [C{start}, C{end}) over all its
+        calendars, as a CalDAV free-busy-query (RFC 4791 7.10) finds it in
+        each: (start, end, FBTYPE) in UTC, clipped to the range, merged per
+        type, sorted.  Opaque events count (TENTATIVE ones as
+        BUSY-TENTATIVE), transparent and cancelled ones do not; stored
+        VFREEBUSY periods count.  Floating times are read in each
+        calendar's zone (L{calendar_zone} with C{default_zone}).
+
+        Only times come out, never what the events are: this is what one
+        user of the instance may learn of another's calendar (the
+        assistant's search for a common free slot).
+        """
+        events = await self.events_between(account, start, end)
+        published = await self.events_between(account, start, end, "VFREEBUSY")
+        found = events + published
+        if not found:
+            return []
+        zones = {c.id: calendar_zone(c, default_zone) for c in await self.collections(account)}
+
+        def compute() -> list[BusyPeriod]:
+            by_zone: dict[int, tuple[tzinfo, list[Calendar]]] = {}
+            for stored in found:
+                try:
+                    calendar = parse(stored.data)
+                except ITipError:
+                    continue  # stored data is checked on PUT; a bad old one is skipped
+                zone = zones.get(stored.collection_id, default_zone)
+                by_zone.setdefault(id(zone), (zone, []))[1].append(calendar)
+            periods: list[BusyPeriod] = []
+            for zone, calendars in by_zone.values():
+                periods += free_busy(calendars, start, end, zone)
+            return _merged(periods)
+
+        result: list[BusyPeriod] = await deferToThread(compute)
+        return result

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -138,6 +139,13 @@ class DeliveryConfig:
 class AssistantConfig:
     ollama_url: str = "http://127.0.0.1:11434"
     model: str = "qwen3:8b"
+    #: The users' time zone (IANA name): "tomorrow" and times without an
+    #: offset are read in it, and the system prompt states it.
+    timezone: str = "UTC"
+    #: Model turns (each may call tools) before a request is cut short.
+    max_steps: int = 8
+    #: Seconds one model answer may take before the turn is abandoned.
+    timeout: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -376,6 +384,16 @@ def validate(config: Config) -> None:
     ):
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"{key} must be an http:// or https:// URL")
+    try:
+        ZoneInfo(config.assistant.timezone)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise ConfigError(
+            f"[assistant] timezone: {config.assistant.timezone!r} is not an IANA time zone"
+        ) from None
+    if config.assistant.max_steps < 1:
+        raise ConfigError("[assistant] max_steps must be at least 1")
+    if config.assistant.timeout <= 0:
+        raise ConfigError("[assistant] timeout must be positive")
     if config.log.format not in ("text", "json"):
         raise ConfigError('[log] format must be "text" or "json"')
     if (config.tls.cert is None) != (config.tls.key is None):

@@ -107,6 +107,18 @@ class ChatMention(Event):
     text: str
 
 
+@dataclass(frozen=True)
+class AssistantActivity(Event):
+    """
+    Something happened in one of the user's assistant conversations, as
+    it happens: C{event} is one of the turn's events (see
+    L{gk.assistant.conversations}) or a C{delta} of the model's words.
+    """
+
+    conversation_id: str
+    event: dict[str, Any] = field(default_factory=dict, hash=False)
+
+
 E = TypeVar("E", bound=Event)
 
 

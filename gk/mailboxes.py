@@ -31,7 +31,7 @@ from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
 from gk.events import Event, FolderChanged, MailDelivered, MessageExpunged
-from gk.storage import folder_files, folder_ops, mail_folders, mail_index, maildir
+from gk.storage import folder_files, folder_ops, mail_folders, mail_index, mail_search, maildir
 from gk.storage.accounts import Account
 from gk.storage.database import Database
 from gk.storage.folder_ops import (
@@ -44,6 +44,13 @@ from gk.storage.folder_ops import (
 )
 from gk.storage.mail_changes import StoreResult
 from gk.storage.mail_folders import FolderStatus, IndexedMessage, Selection
+from gk.storage.mail_search import (
+    Criteria,
+    FolderCount,
+    FolderRef,
+    MessageSummary,
+    Position,
+)
 from gk.storage.mailstore import MailStore, NoSuchFolder, StoredMessage
 from gk.storage.models import MailFolder
 
@@ -170,6 +177,65 @@ class MailboxService:
         if keywords:
             await self.mailstore.set_flags(account, stored.folder, [stored.uid], "add", keywords)
         return stored
+
+    # -- finding messages (the assistant, the web UI) --------------------------
+
+    async def folder_refs(self, account: Account) -> list[FolderRef]:
+        """C{account}'s folders (row id, name, special use) by name, without counters."""
+        return await self.db.read(lambda s: mail_search.folder_refs(s, account.id))
+
+    async def folder_counts(self, account: Account) -> list[FolderCount]:
+        """
+        C{account}'s folders by name with their numbers of messages and of
+        unread ones: what a folder list shows, in one query (L{folders}
+        gives IMAP STATUS's every counter, a query per folder).
+        """
+        return await self.db.read(lambda s: mail_search.folder_counts(s, account.id))
+
+    async def find_messages(
+        self,
+        account: Account,
+        folder_ids: list[int],
+        criteria: Criteria,
+        after: Position | None = None,
+        limit: int = 20,
+    ) -> list[MessageSummary]:
+        """
+        Up to C{limit} messages of C{account}'s folders C{folder_ids}
+        matching C{criteria}, newest first, after C{after} (the
+        L{MessageSummary.position} that ended the previous page); see
+        L{mail_search.find}.  Ids of folders that are not C{account}'s
+        match nothing.
+        """
+        return await self.db.read(
+            lambda s: mail_search.find(s, account.id, folder_ids, criteria, after, limit)
+        )
+
+    async def locate(self, account: Account, folder_id: int, uid: int) -> MessageSummary | None:
+        """
+        The message C{uid} of the folder with row id C{folder_id}, or None
+        when there is none or the folder is not C{account}'s.
+        """
+        return await self.db.read(lambda s: mail_search.locate(s, account.id, folder_id, uid))
+
+    async def read_files(
+        self, account: Account, messages: list[MessageSummary]
+    ) -> list[bytes | None]:
+        """
+        The bytes of C{messages} (found for C{account}), in their order,
+        one trip to a thread per folder; None for a file that is gone.
+        """
+        by_folder: dict[str, list[int]] = {}
+        for i, message in enumerate(messages):
+            by_folder.setdefault(message.folder.name, []).append(i)
+        found: list[bytes | None] = [None] * len(messages)
+        for name, indexes in by_folder.items():
+            paths = [messages[i].path for i in indexes]
+            for i, data in zip(
+                indexes, await self.mailstore.read_paths(account, name, paths), strict=True
+            ):
+                found[i] = data
+        return found
 
     # -- folders -------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import signal
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -24,6 +25,9 @@ from twisted.python.components import Componentized
 from twisted.web.resource import IResource, Resource
 
 from gk.app import GkApp
+from gk.assistant.catalog import build_registry
+from gk.assistant.conversations import AssistantService
+from gk.assistant.model import OllamaModel
 from gk.dav.auth import DavAuthenticator
 from gk.dav.context import DavContext
 from gk.dav.resource import build_dav
@@ -35,14 +39,18 @@ from gk.imap.backend import IMAPBackend
 from gk.imap.protocol import IMAPFactory
 from gk.listeners import BoundListener, ListenerService
 from gk.logging import make_observer
+from gk.mcp.metadata import ProtectedResourceMetadata
+from gk.mcp.resource import build_mcp_resource
 from gk.smtp.backend import ISMTPPolicy
 from gk.smtp.policies import MXPolicy, SubmissionPolicy
 from gk.smtp.protocol import SMTPFactory
 from gk.smtp.session import Limits
 from gk.web.api import ApiResource
+from gk.web.api_assistant import assistant_routes
 from gk.web.api_chat import chat_routes
 from gk.web.bearer import BearerAuthenticator
 from gk.web.site import build_site
+from gk.ws.assistant_commands import AssistantCommands
 from gk.ws.commands import LiveCommands
 from gk.ws.hub import LiveHub
 from gk.ws.resource import LiveService, TokenAuthenticator, build_live_resource
@@ -60,6 +68,9 @@ def _http_factory(app: GkApp, tree: GkService, implicit_tls: bool) -> IProtocolF
         dav=tree.dav_resource(),
         live=tree.live_resource(),
         api=tree.api_resource(),
+        mcp=tree.mcp_resource(),
+        mcp_metadata=ProtectedResourceMetadata(app.config.http.public_url),
+        assistant_problem=tree.assistant.problem,
     )
 
 
@@ -181,11 +192,24 @@ class GkService(MultiService):
             app.config.server.hostname, app.mailstore,
         )  # fmt: skip
         SchedulerService(self.scheduler).setServiceParent(self)
+        #: The assistant's tools, shared by the conversation loop and /mcp.
+        self.tools = build_registry(app, self.scheduler)
+        assistant = app.config.assistant
+        self.assistant = AssistantService(
+            app.db,
+            app.events,
+            self.tools,
+            OllamaModel(assistant.ollama_url, assistant.model, assistant.timeout),
+            ZoneInfo(assistant.timezone),
+            assistant.max_steps,
+        )
         self.hub = LiveHub(app.events)
-        self.live_commands = LiveCommands(self.hub, app.chat)
+        assistant_commands = AssistantCommands(self.hub, self.assistant)
+        self.live_commands = LiveCommands(self.hub, app.chat, assistant_commands.commands())
         LiveService(self.hub).setServiceParent(self)
         self._live: IResource | None = None
         self._api: IResource | None = None
+        self._mcp: IResource | None = None
         app.events.subscribe(MailDelivered, lambda _e: app.metrics.deliveries.inc())
         for role, description, implicit_tls in app.config.listeners():
             builder = PROTOCOLS.get(role)
@@ -242,8 +266,22 @@ class GkService(MultiService):
         if self._api is None:
             app = self.app
             authenticator = BearerAuthenticator(app.accounts, app.security.auth, "api")
-            self._api = ApiResource(authenticator, chat_routes(app.chat))
+            routes = chat_routes(app.chat) + assistant_routes(self.assistant)
+            self._api = ApiResource(authenticator, routes)
         return self._api
+
+    def mcp_resource(self) -> IResource:
+        """The C{/mcp} resource (MCP's Streamable HTTP transport), shared by every HTTP listener."""
+        if self._mcp is None:
+            app = self.app
+            self._mcp = build_mcp_resource(
+                self.tools,
+                BearerAuthenticator(app.accounts, app.security.auth, "mcp"),
+                app.config.http.public_url,
+                ZoneInfo(app.config.assistant.timezone),
+                app.reactor,
+            )
+        return self._mcp
 
     def listener_status(self) -> list[tuple[str, str, bool, BoundListener | None]]:
         return [(s.role, s.description, s.implicit_tls, s.bound) for s in self.listeners]

@@ -594,3 +594,45 @@ class ChatChange(Base):
     private: Mapped[bool] = mapped_column(Boolean, default=False)
     data: Mapped[str] = mapped_column(Text, default="{}")
     created: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AssistantConversation(Base):
+    """
+    One conversation between a user and the assistant.  C{pending} is JSON
+    for a turn paused on the user's consent: the tool calls of the model's
+    last step not yet run, the first awaiting the confirmation whose id is
+    C{confirmation_id} (None when no turn is paused).
+    """
+
+    __tablename__ = "assistant_conversations"
+    __table_args__ = (Index("ix_assistant_conversations_user_id_updated", "user_id", "updated"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(String(200), default="")
+    created: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    confirmation_id: Mapped[str | None] = mapped_column(String(32), nullable=True, unique=True)
+    pending: Mapped[str] = mapped_column(Text, default="")
+
+
+class AssistantMessage(Base):
+    """
+    One message of a conversation, in the order of C{seq}: C{role} is
+    user, assistant or tool, C{body} the JSON of the message as the model
+    API takes it back (content, thinking, tool_calls, tool_name), and
+    C{events} the JSON list of the events shown to the user for it.
+    """
+
+    __tablename__ = "assistant_messages"
+    __table_args__ = (UniqueConstraint("conversation_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(
+        ForeignKey("assistant_conversations.id", ondelete="CASCADE")
+    )
+    seq: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(16))
+    body: Mapped[str] = mapped_column(Text)
+    events: Mapped[str] = mapped_column(Text, default="[]")
+    created: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)

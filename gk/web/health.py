@@ -4,13 +4,14 @@
 ``/health`` answers as long as the reactor turns.  ``/ready`` answers 200
 only when the database answers a query and every configured listener is
 bound, with a JSON detail either way, so a load balancer or an operator
-sees which part is missing.  ``/metrics`` is Prometheus text.
+sees which part is missing; an unreachable model server marks the
+assistant as degraded (still 200: the rest of gk works).  ``/metrics`` is Prometheus text.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -49,10 +50,12 @@ class ReadyResource(Resource):
         self,
         db: Database,
         listeners: Callable[[], list[tuple[str, str, bool, BoundListener | None]]],
+        assistant: Callable[[], Awaitable[str | None]] | None = None,
     ) -> None:
         super().__init__()
         self.db = db
         self.listeners = listeners
+        self.assistant = assistant
 
     def render_GET(self, request: Request) -> int:
         d = Deferred.fromCoroutine(self._answer(request))
@@ -77,6 +80,12 @@ class ReadyResource(Resource):
             "database": {"ok": database_ok, "dialect": self.db.dialect},
             "listeners": listeners,
         }
+        if self.assistant is not None:
+            # The assistant alone being down degrades gk, it does not make
+            # it unready: mail, calendars and chat go on working.
+            problem = await self.assistant()
+            body["assistant"] = {"ok": problem is None, "problem": problem}
+            body["degraded"] = [] if problem is None else ["assistant"]
         if not request.finished and not getattr(request, "_disconnected", False):
             request.write(write_json(request, 200 if ready else 503, body))
             request.finish()

@@ -11,7 +11,7 @@ marked C{body_too_large} for its resource to answer 413.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from twisted.web import http, pages
 from twisted.web.resource import IResource, Resource
@@ -94,26 +94,36 @@ def build_site(
     dav: Resource | None = None,
     live: IResource | None = None,
     api: IResource | None = None,
+    mcp: IResource | None = None,
+    mcp_metadata: IResource | None = None,
+    assistant_problem: Callable[[], Awaitable[str | None]] | None = None,
 ) -> GkSite:
     """
     The site; C{dav} is the CalDAV/CardDAV resource (L{gk.dav.resource}),
     mounted at C{/dav} with the C{/.well-known} redirects to it; C{live}
-    the WebSocket (L{gk.ws}) at C{/ws}; C{api} the JSON API at C{/api}.
+    the WebSocket (L{gk.ws}) at C{/ws}; C{api} the JSON API at C{/api};
+    C{mcp} the MCP endpoint (L{gk.mcp}) at C{/mcp}, with C{mcp_metadata}
+    (its RFC 9728 document) under C{/.well-known/oauth-protected-resource}.
     """
     root = RootResource()
     if live is not None:
         root.putChild(b"ws", live)
     if api is not None:
         root.putChild(b"api", api)
+    if mcp is not None:
+        root.putChild(b"mcp", mcp)
     root.putChild(b"health", HealthResource())
-    root.putChild(b"ready", ReadyResource(db, listeners))
+    root.putChild(b"ready", ReadyResource(db, listeners, assistant_problem))
     root.putChild(b"metrics", MetricsResource(metrics))
+    well_known = WellKnown()
+    root.putChild(b".well-known", well_known)
     if dav is not None:
         root.putChild(b"dav", dav)
-        well_known = WellKnown()
         well_known.putChild(b"caldav", WellKnownRedirect())
         well_known.putChild(b"carddav", WellKnownRedirect())
-        root.putChild(b".well-known", well_known)
+    if mcp_metadata is not None:
+        # RFC 9728 protected-resource metadata, where a 401 from /mcp points.
+        well_known.putChild(b"oauth-protected-resource", mcp_metadata)
     return GkSite(root, metrics)
 
 

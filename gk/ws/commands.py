@@ -8,7 +8,7 @@ sockets that carry them.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from gk.chat import ChatService
@@ -39,7 +39,13 @@ MAX_QUERY = 500
 class LiveCommands(Handler):
     """The socket's command table (see the module docstring)."""
 
-    def __init__(self, hub: LiveHub, chat: ChatService) -> None:
+    def __init__(
+        self, hub: LiveHub, chat: ChatService, more: Mapping[str, Command] | None = None
+    ) -> None:
+        """
+        @param more: further commands by type (the assistant's), added to
+            the table; a type already taken is an error.
+        """
         self.hub = hub
         self.chat = chat
         self._typing: dict[tuple[int, int], float] = {}
@@ -67,6 +73,10 @@ class LiveCommands(Handler):
             "chat.search": self.search,
             "chat.typing": self.typing,
         }
+        for name, command in (more or {}).items():
+            if name in self._commands:
+                raise ValueError(f"command {name!r} defined twice")
+            self._commands[name] = command
         hub.forward(ChatChanged, _chat_changed)
         hub.forward(ChatMention, _chat_mention)
         hub.peers_of = self.peers_of

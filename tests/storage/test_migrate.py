@@ -17,6 +17,8 @@ from gk.storage.models import Base
 TABLES = {
     "alembic_version",
     "aliases",
+    "assistant_conversations",
+    "assistant_messages",
     "api_tokens",
     "app_passwords",
     "chat_changes",

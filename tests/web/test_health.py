@@ -96,7 +96,13 @@ async def test_ready_lists_the_database_and_every_listener(gk: Running) -> None:
     answer = await http_get(f"{gk.url}/ready")
 
     assert answer.status == 200, answer.text
-    assert answer.json() == {
+    body = answer.json()
+    # No model server runs here (normally): the assistant alone is degraded,
+    # which leaves gk ready.
+    assistant = body.pop("assistant")
+    assert body.pop("degraded") == ([] if assistant["ok"] else ["assistant"])
+    assert assistant["ok"] or "model server" in assistant["problem"]
+    assert body == {
         "ready": True,
         "database": {"ok": True, "dialect": gk.app.db.dialect},
         "listeners": [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest_twisted
 
+from gk.assistant.conversations import AssistantService
 from tests.assistant.conftest import ALICE, BOB, AssistantServer, dns_server, ollama
 from tests.assistant.scripted_ollama import Reply
 
@@ -162,3 +163,52 @@ async def test_images_in_answers_are_never_embedded(gk_server: AssistantServer) 
     [event] = answer.body["events"]
     assert "evil.example" not in event["text"] and "<img" not in event["text"]
     assert event["text"] == "See [image: chart] and [image]"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_model_that_never_stops_calling_tools_is_cut_short(
+    gk_server: AssistantServer,
+) -> None:
+    steps = gk_server.app.config.assistant.max_steps
+    gk_server.ollama.script(*[Reply.call("list_folders") for _ in range(steps + 1)])
+    conversation = await _conversation(gk_server)
+
+    answer = await gk_server.api(
+        "POST", f"/api/assistant/conversations/{conversation}/messages", {"text": "loop"}
+    )
+
+    events = answer.body["events"]
+    assert [e["type"] for e in events].count("tool_result") == steps
+    assert events[-1]["type"] == "error" and f"after {steps} steps" in events[-1]["message"]
+    assert len(gk_server.ollama.requests) == steps
+    assert answer.body["state"] == "done"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_paused_turn_survives_a_restart(gk_server: AssistantServer) -> None:
+    conversation = await _conversation(gk_server, BOB)
+    gk_server.ollama.script(
+        Reply.call("send_email", to=[ALICE], subject="After restart", body="Still here."),
+        Reply.text("Sent."),
+    )
+    paused = await gk_server.api(
+        "POST",
+        f"/api/assistant/conversations/{conversation}/messages",
+        {"text": "mail alice"},
+        BOB,
+    )
+    [card] = [e for e in paused.body["events"] if e["type"] == "confirm"]
+
+    # A new service over the same database: what a restarted process has.
+    old = gk_server.tree.assistant
+    restarted = AssistantService(
+        old.db, old.events, old.tools, old.model, old.timezone, old.max_steps
+    )
+    turn = await restarted.confirm(gk_server.accounts[BOB], card["confirmation_id"], True)
+
+    assert turn.state == "done"
+    assert [e["type"] for e in turn.events] == ["tool_result", "text"]
+    assert turn.events[0]["is_error"] is False
+    listed = await gk_server.call("list_emails", {}, ALICE)
+    assert listed.content is not None
+    assert [m["subject"] for m in listed.content["emails"]] == ["After restart"]

@@ -143,7 +143,11 @@ class OllamaModel:
             return f"cannot reach the model server at {self.url} ({type(e).__name__})"
         return None
 
-    async def aclose(self) -> None:
+    def close(self) -> Deferred[None]:
+        """Close the HTTP client (httpx needs an asyncio task for it: bridged)."""
+        return _bridge(self._close())
+
+    async def _close(self) -> None:
         if self._client is not None:
-            await self._client.close()
-            self._client = None
+            client, self._client = self._client, None
+            await client.close()

@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, tzinfo
 
-from icalendar import Calendar
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
+from gk import parsecache
 from gk.collections_service import CheckedObject, CollectionService, InvalidObject
 from gk.dav.caldata import (
     DEFAULT_COMPONENTS,
@@ -20,9 +20,8 @@ from gk.dav.caldata import (
     InvalidCalendarData,
     parse_calendar_object,
 )
-from gk.dav.calquery import free_busy
+from gk.dav.calexpand import TimeRange, freebusy_periods, instance_in_range
 from gk.dav.calseries import months_when_written
-from gk.dav.itip import ITipError, parse
 from gk.dav.report_common import floating_zone
 from gk.events import CalendarChanged, Event
 from gk.storage import dav_store
@@ -155,18 +154,50 @@ class CalendarService(CollectionService):
         zones = {c.id: calendar_zone(c, default_zone) for c in await self.collections(account)}
 
         def compute() -> list[BusyPeriod]:
-            by_zone: dict[int, tuple[tzinfo, list[Calendar]]] = {}
-            for stored in found:
-                try:
-                    calendar = parse(stored.data)
-                except ITipError:
-                    continue  # stored data is checked on PUT; a bad old one is skipped
-                zone = zones.get(stored.collection_id, default_zone)
-                by_zone.setdefault(id(zone), (zone, []))[1].append(calendar)
             periods: list[BusyPeriod] = []
-            for zone, calendars in by_zone.values():
-                periods += free_busy(calendars, start, end, zone)
+            for stored in found:
+                zone = zones.get(stored.collection_id, default_zone)
+                periods += object_busy(stored.data, start, end, zone)
             return _merged(periods)
 
         result: list[BusyPeriod] = await deferToThread(compute)
         return result
+
+
+def object_busy(data: bytes, start: datetime, end: datetime, zone: tzinfo) -> list[BusyPeriod]:
+    """
+    The busy periods one stored calendar object contributes to
+    L{gk.dav.calrender.free_busy} over [C{start}, C{end}) with floating
+    times in C{zone}, by the same rules, clipped to the range, not merged
+    (so that merging those of several objects gives its answer); none if
+    it does not parse (data is checked on PUT: a bad old one is skipped).
+    Blocking: it parses, or finds what it parsed before in
+    L{gk.parsecache}.
+    """
+    parsed = parsecache.parsed_events(data)
+    if parsed is None:
+        return []
+    key, events = parsed
+    time_range = TimeRange(start, end)
+    found: list[BusyPeriod] = []
+
+    def add(low: datetime, high: datetime, kind: str) -> None:
+        low, high = max(low, start), min(high, end)
+        if low < high:
+            found.append((low, high, kind))
+
+    for _, instances in parsecache.instances_between(key, events, start, end, zone):
+        for instance in instances:
+            event = instance.component
+            status = str(event.get("STATUS", "CONFIRMED")).upper()
+            if str(event.get("TRANSP", "OPAQUE")).upper() == "TRANSPARENT":
+                continue
+            if status == "CANCELLED" or not instance_in_range(instance, time_range):
+                continue
+            add(instance.start, instance.end, "BUSY-TENTATIVE" if status == "TENTATIVE" else "BUSY")
+    for component in events.freebusy:
+        for low, high, kind in freebusy_periods(component, zone):
+            if kind != "FREE":
+                known = kind in ("BUSY", "BUSY-TENTATIVE", "BUSY-UNAVAILABLE")
+                add(low, high, kind if known else "BUSY")
+    return found

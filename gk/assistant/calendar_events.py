@@ -15,8 +15,8 @@ makes one occurrence the JSON the tools return.  Times are shown in the
 user's zone; an all-day occurrence is shown as dates, its C{end} the
 last day (inclusive), as people say it.  Text from the event (summary,
 location, description, names) is data: it goes in fields, never into
-sentences.  Pure: no I/O (L{expand_instances} parses: run it in a
-thread).
+sentences.  No I/O (L{expand_instances} parses, or finds what it
+parsed before in L{gk.parsecache}: run it in a thread).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import Any
 
 from icalendar import Calendar, Component
 
+from gk import parsecache
 from gk.assistant.arguments import rfc3339
 from gk.assistant.tools import JSON, ToolError
 from gk.dav import itip
@@ -35,8 +36,6 @@ from gk.dav.calexpand import (
     Instance,
     TimeRange,
     component_span,
-    expand_series,
-    group_series,
     instance_in_range,
     is_recurring,
     rules_of,
@@ -45,6 +44,7 @@ from gk.dav.calexpand import (
     to_utc,
 )
 from gk.dav.calrules import Value
+from gk.dav.report_common import LRU
 
 #: Longest description returned (the rest is cut, and said to be).
 MAX_DESCRIPTION = 2000
@@ -95,6 +95,8 @@ class Occurrence:
     master: Component | None
     recurring: bool
     zone: datetime.tzinfo
+    #: What it shows whatever the occurrence, when already worked out.
+    shown: Shown | None = None
 
 
 def parse_calendar(data: bytes) -> Calendar | None:
@@ -116,21 +118,56 @@ def expand_instances(
     """
     Every occurrence of the VEVENTs of C{sources} that overlaps [C{start},
     C{end}) by RFC 4791 9.9, sorted by start then event id.  Blocking.
+
+    The parsed objects and the months of recurring ones already expanded
+    come from L{gk.parsecache} (keyed by the bytes, never stale): their
+    components are shared, and only read here and by L{describe_instance}.
     """
     time_range = TimeRange(start, end)
     found: list[Occurrence] = []
     for source in sources:
-        calendar = parse_calendar(source.data)
-        if calendar is None:
+        parsed = parsecache.parsed_events(source.data)
+        if parsed is None:
             continue
-        for group in group_series(event_components(calendar)):
-            master, _ = split_series(group)
-            recurring = is_recurring(group)
-            expansion = expand_series(group, start, end, floating_tz=source.zone)
-            for instance in expansion.instances:
-                if instance_in_range(instance, time_range):
-                    found.append(Occurrence(source.ref, instance, master, recurring, source.zone))
+        key, events = parsed
+        expanded = parsecache.instances_between(key, events, start, end, source.zone)
+        shown: tuple[tuple[Shown, ...], ...] | None = None
+        for index, (series, instances) in enumerate(expanded):
+            for instance in instances:
+                if not instance_in_range(instance, time_range):
+                    continue
+                if shown is None:
+                    shown = _shown_of_object(key, events)
+                of_series = shown[index]
+                # by identity: the instance's component is one of the series'
+                position = next(
+                    (i for i, c in enumerate(series.components) if c is instance.component), None
+                )
+                found.append(
+                    Occurrence(
+                        source.ref, instance, series.master, series.recurring, source.zone,
+                        of_series[position] if position is not None else None,
+                    )
+                )  # fmt: skip
     found.sort(key=lambda o: (o.instance.start, o.ref.id))
+    return found
+
+
+#: L{Shown} of each component of each series of a parsed object, by the
+#: object's key in L{gk.parsecache} (a hash of its bytes: never stale).
+_shown_cache: LRU[str, tuple[tuple[Shown, ...], ...]] = LRU(
+    20_000, 8 * 1024 * 1024, lambda shown: sum(s.weight for series in shown for s in series)
+)
+
+
+def _shown_of_object(key: str, events: parsecache.ParsedEvents) -> tuple[tuple[Shown, ...], ...]:
+    found = _shown_cache.get(key)
+    if found is None:
+        found = tuple(
+            tuple(shown_of(component, series.master) for component in series.components)
+            for series in events.series
+        )
+        _shown_cache.put(key, found)
     return found
 
 
@@ -162,42 +199,83 @@ def _response(prop: Any) -> str:
     return str(getattr(prop, "params", {}).get("PARTSTAT", "NEEDS-ACTION")).strip().lower()
 
 
-def people_of(component: Component, me: Sequence[str]) -> JSON:
+@dataclass(frozen=True)
+class Shown:
     """
-    The organizer, the attendees with their responses, and the user's own
-    response (C{me}: the user's addresses) of one component.
+    What L{describe_instance} shows of one component whatever the
+    occurrence and the reader (see L{shown_of}).
     """
+
+    summary: str
+    location: str
+    #: Cut at L{MAX_DESCRIPTION}.
+    description: str
+    description_truncated: bool
+    status: str | None
+    #: The master's first RRULE as written.
+    recurrence: str | None
+    #: (address, CN) of the organizer.
+    organizer: tuple[str, str] | None
+    #: (address, CN, response) of each attendee with an address.
+    attendees: tuple[tuple[str, str, str], ...]
+
+    @property
+    def weight(self) -> int:
+        """Approximate bytes held."""
+        texts = (self.summary, self.location, self.description, self.recurrence or "")
+        return 400 + sum(len(t) for t in texts) + 200 * len(self.attendees)
+
+
+def shown_of(component: Component, master: Component | None) -> Shown:
+    """What L{describe_instance} shows of C{component} of the set whose master is C{master}."""
+    description = text_of(component, "DESCRIPTION")
+    rules = rules_of(master) if master is not None else []
     organizer = itip.calendar_users(component, "ORGANIZER")
+    organizer_address = itip.address_of(organizer[0]) if organizer else ""
     attendees = []
-    mine = None
     for prop in itip.calendar_users(component, "ATTENDEE"):
         address = itip.address_of(prop)
-        if not address:
-            continue
-        response = _response(prop)
-        attendees.append(
-            {"email": address, "name": str(prop.params.get("CN", "")), "response": response}
-        )
-        if address in me and mine is None:
-            mine = response
-    return {
-        "organizer": (
-            {
-                "email": itip.address_of(organizer[0]),
-                "name": str(organizer[0].params.get("CN", "")),
-            }
-            if organizer and itip.address_of(organizer[0])
+        if address:
+            attendees.append((address, str(prop.params.get("CN", "")), _response(prop)))
+    return Shown(
+        summary=text_of(component, "SUMMARY"),
+        location=text_of(component, "LOCATION"),
+        description=description[:MAX_DESCRIPTION],
+        description_truncated=len(description) > MAX_DESCRIPTION,
+        status=text_of(component, "STATUS").lower() or None,
+        recurrence=rules[0].to_ical().decode() if rules else None,
+        organizer=(
+            (organizer_address, str(organizer[0].params.get("CN", "")))
+            if organizer_address
             else None
         ),
-        "attendees": attendees,
-        "my_response": mine,
+        attendees=tuple(attendees),
+    )
+
+
+def people_of(shown: Shown, me: Sequence[str]) -> JSON:
+    """
+    The organizer, the attendees with their responses, and the user's own
+    response (C{me}: the user's addresses) of one component as L{shown_of}
+    found them.
+    """
+    organizer = shown.organizer
+    return {
+        "organizer": {"email": organizer[0], "name": organizer[1]} if organizer else None,
+        "attendees": [
+            {"email": address, "name": name, "response": response}
+            for address, name, response in shown.attendees
+        ],
+        "my_response": next(
+            (response for address, _, response in shown.attendees if address in me), None
+        ),
     }
 
 
 def describe_instance(occurrence: Occurrence, zone: datetime.tzinfo, me: Sequence[str]) -> JSON:
     """One occurrence as the calendar tools return it (see L{EVENT_SCHEMA})."""
     instance = occurrence.instance
-    component = instance.component
+    shown = occurrence.shown or shown_of(instance.component, occurrence.master)
     all_day = not isinstance(instance.dtstart, datetime.datetime)
     if all_day:
         first = instance.dtstart
@@ -208,29 +286,24 @@ def describe_instance(occurrence: Occurrence, zone: datetime.tzinfo, me: Sequenc
     else:
         start = rfc3339(instance.start.astimezone(zone))
         end = rfc3339(instance.end.astimezone(zone))
-    description = text_of(component, "DESCRIPTION")
-    cut = len(description) > MAX_DESCRIPTION
-    master = occurrence.master
-    rules = rules_of(master) if master is not None else []
     occurrence_id = None
     if occurrence.recurring and instance.recurrence_id is not None:
         occurrence_id = show_value(instance.recurrence_id, zone, occurrence.zone)
-    status = text_of(component, "STATUS").lower()
     return {
         "event_id": occurrence.ref.id,
         "calendar": occurrence.ref.calendar,
-        "summary": text_of(component, "SUMMARY"),
+        "summary": shown.summary,
         "start": start,
         "end": end,
         "all_day": all_day,
-        "location": text_of(component, "LOCATION"),
-        "description": description[:MAX_DESCRIPTION],
-        "description_truncated": cut,
-        "status": status or None,
+        "location": shown.location,
+        "description": shown.description,
+        "description_truncated": shown.description_truncated,
+        "status": shown.status,
         "recurring": occurrence.recurring,
-        "recurrence": rules[0].to_ical().decode() if rules else None,
+        "recurrence": shown.recurrence,
         "occurrence": occurrence_id,
-        **people_of(component, me),
+        **people_of(shown, me),
     }
 
 

@@ -404,3 +404,48 @@ async def test_alice_cannot_reach_bobs_events(gk_server: AssistantServer) -> Non
     assert "there is no event" in await refused(
         gk_server, "delete_event", {"event_id": "inbox/x.ics"}
     )
+
+
+@pytest_twisted.ensureDeferred
+async def test_changed_and_deleted_events_show_at_once(gk_server: AssistantServer) -> None:
+    """
+    Listing and free-busy keep what they parsed (gk.parsecache): an event
+    changed or deleted since is shown as it is now, never as it was.
+    """
+    app, bob = gk_server.app, gk_server.accounts[BOB]
+    week = {"start": "2026-11-23", "end": "2026-11-29"}
+    standup = ics(
+        "standup", "Standup", "DTSTART;TZID=Europe/Paris:20261102T093000",
+        "DTEND;TZID=Europe/Paris:20261102T100000", "RRULE:FREQ=WEEKLY;COUNT=10",
+    )  # fmt: skip
+    retro = ics(
+        "standup", "Retro", "DTSTART;TZID=Europe/Paris:20261104T160000",
+        "DTEND;TZID=Europe/Paris:20261104T170000", "RRULE:FREQ=WEEKLY;COUNT=10",
+    )  # fmt: skip
+
+    async def seen() -> tuple[list[tuple[str, str]], list[str]]:
+        """Bob's week as he lists it, and his busy time as alice's search for a slot sees it."""
+        listed = await ok(gk_server, "list_events", week, BOB)
+        slots = await ok(gk_server, "find_free_slots", {
+            "attendees": [BOB], "duration_minutes": 30, **week, "include_weekends": True,
+        })  # fmt: skip
+        [busy] = [p["busy"] for p in slots["participants"] if p["email"] == BOB]
+        return [(e["summary"], e["start"]) for e in listed["events"]], [b["start"] for b in busy]
+
+    await app.calendars.put(bob, "calendar", "standup.ics", standup)
+    monday = ([("Standup", "2026-11-23T09:30:00+01:00")], ["2026-11-23T09:30:00+01:00"])
+    assert await seen() == monday
+    assert await seen() == monday  # from what was kept
+
+    # Moved to Wednesday and renamed, by the service and by a CalDAV client.
+    await app.calendars.put(bob, "calendar", "standup.ics", retro)
+    wednesday = ([("Retro", "2026-11-25T16:00:00+01:00")], ["2026-11-25T16:00:00+01:00"])
+    assert await seen() == wednesday
+    path = f"/dav/calendars/{BOB}/calendar/standup.ics"
+    assert await in_thread(dav_put, gk_server, BOB, path, standup) == 204
+    assert await seen() == monday
+
+    await app.calendars.delete(bob, "calendar", "standup.ics")
+    assert await seen() == ([], [])
+    await app.calendars.put(bob, "calendar", "standup.ics", retro)
+    assert await seen() == wednesday

@@ -160,3 +160,37 @@ async def test_alice_cannot_reach_bobs_contacts(gk_server: AssistantServer) -> N
     # Bob's card is untouched.
     [card] = (await ok(gk_server, "search_contacts", {"query": "source"}))["contacts"]
     assert card["note"] == ""
+
+
+@pytest_twisted.ensureDeferred
+async def test_changed_and_deleted_cards_are_found_as_they_are_now(
+    gk_server: AssistantServer,
+) -> None:
+    """
+    The search keeps what it parsed of each card (by entity tag): a card
+    changed or deleted since is found, or not, as it is now.
+    """
+    app, bob = gk_server.app, gk_server.accounts[BOB]
+    before = build_vcard("c-dan", "Dan Brown", ["dan@brown.example"], ["0611223344"], "Acme")
+    after = build_vcard("c-dan", "Daniel Green", ["dan@green.example"], ["0799887766"], "Globex")
+    await app.contacts.put(bob, "contacts", "dan.vcf", before)
+
+    async def names(query: str) -> list[str]:
+        found = await ok(gk_server, "search_contacts", {"query": query})
+        return [c["name"] for c in found["contacts"]]
+
+    for _ in range(2):  # parsed, then from what was kept
+        assert await names("brown") == await names("acme") == await names("11 22") == ["Dan Brown"]
+
+    await app.contacts.put(bob, "contacts", "dan.vcf", after)
+    assert await names("brown") == await names("acme") == await names("1122") == []
+    assert (
+        await names("green") == await names("globex") == await names("998877") == ["Daniel Green"]
+    )
+    [card] = (await ok(gk_server, "search_contacts", {"query": "dan"}))["contacts"]
+    assert card["emails"] == ["dan@green.example"] and card["organization"] == "Globex"
+
+    await app.contacts.delete(bob, "contacts", "dan.vcf")
+    assert await names("dan") == await names("green") == []
+    await app.contacts.put(bob, "contacts", "dan.vcf", before)
+    assert await names("dan") == ["Dan Brown"]

@@ -33,11 +33,8 @@ def visible_room(
     @raise NoSuchRoom: no such room, or a private or direct one the
         account is not in.
     """
-    room = store.get_room(session, room_id) if is_id(room_id) else None
-    membership = None if room is None else store.get_membership(session, room.id, account.id)
-    if room is None or (membership is None and room.kind != store.PUBLIC):
-        raise NoSuchRoom(f"there is no room {room_id}")
-    return room, membership
+    found = store.room_and_membership(session, room_id, account.id) if is_id(room_id) else None
+    return _visible(room_id, found)
 
 
 def member_room(session: Session, account: Account, room_id: int) -> tuple[Room, Membership]:
@@ -47,7 +44,34 @@ def member_room(session: Session, account: Account, room_id: int) -> tuple[Room,
     @raise NoSuchRoom: see L{visible_room}.
     @raise NotAllowed: a public room the account has not joined.
     """
-    room, membership = visible_room(session, account, room_id)
+    return _member(*visible_room(session, account, room_id))
+
+
+def lock_and_enter(session: Session, account: Account, room_id: int) -> tuple[int, Room]:
+    """
+    The next position of the change log, which locks it (to write in a
+    room: L{store.take_position}), and the room, which C{account} must
+    be a member of (read with the log locked), in one trip to the database.
+
+    @raise NoSuchRoom: see L{visible_room}.
+    @raise NotAllowed: a public room the account has not joined.
+    """
+    if not is_id(room_id):
+        raise NoSuchRoom(f"there is no room {room_id}")
+    position, found = store.take_position_and_room(session, room_id, account.id)
+    room, _ = _member(*_visible(room_id, found))
+    return position, room
+
+
+def _visible(
+    room_id: int, found: tuple[Room, Membership | None] | None
+) -> tuple[Room, Membership | None]:
+    if found is None or (found[1] is None and found[0].kind != store.PUBLIC):
+        raise NoSuchRoom(f"there is no room {room_id}")
+    return found
+
+
+def _member(room: Room, membership: Membership | None) -> tuple[Room, Membership]:
     if membership is None:
         raise NotAllowed(f"you are not in {room.name}; join it first")
     return room, membership

@@ -78,9 +78,15 @@ class Payloads:
         for info in store.message_infos(self._session, missing):
             self._messages[info.id] = info
 
+    @staticmethod
+    def shared(row: ChangeRow) -> bool:
+        """Whether every viewer is told the same about C{row} (one payload object for all)."""
+        return row.kind in MESSAGE_KINDS and row.message_id is not None
+
     def payload(self, row: ChangeRow, viewer_id: int) -> dict[str, Any]:
         """What C{viewer_id} is told about C{row} (see the module docstring)."""
-        if row.kind in MESSAGE_KINDS and row.message_id is not None:
+        if self.shared(row):
+            assert row.message_id is not None
             # The same for every viewer: built once, shared (read-only) by
             # the events of all of them.
             shared = self._shared.get(row.position)
@@ -142,6 +148,7 @@ class ChangeLog:
         private: bool = False,
         data: dict[str, Any] | None = None,
         message: MessageInfo | None = None,
+        position: int | None = None,
     ) -> int:
         """
         Log a change made in this transaction; its position.  Everyone in
@@ -150,6 +157,8 @@ class ChangeLog:
 
         @param message: the message C{message_id} as it is after the
             change, when the caller has it (saves reading it again).
+        @param position: the position the transaction took for this change
+            (L{store.take_position}), else the next one is taken.
         """
         data = data or {}
         position = store.append_change(
@@ -160,6 +169,7 @@ class ChangeLog:
             subject_id=subject_id,
             private=private,
             data=data,
+            position=position,
         )
         row = ChangeRow(position, kind, room.id, message_id, subject_id, private, data)
         told = [] if private else store.member_ids(self._session, room.id)
@@ -169,6 +179,11 @@ class ChangeLog:
         payloads = Payloads(self._session)
         if message is not None:
             payloads.know(message)
+        if told and payloads.shared(row):
+            # The same payload for everyone (a message's change): built once.
+            payload = payloads.payload(row, told[0])
+            self.events.extend(ChatChanged(u, room.id, position, kind, payload) for u in told)
+            return position
         for user_id in told:
             payload = payloads.payload(row, user_id)
             self.events.append(ChatChanged(user_id, room.id, position, kind, payload))

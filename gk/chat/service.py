@@ -10,13 +10,14 @@ direct room they are not in looks like one that does not exist
 can be shown to the user.
 
 Each write runs in one transaction that first locks the change log
-(L{gk.storage.chat_store.lock_log}), so chat writes are serialised and
-every change gets the next position of the log; once it has committed,
-one L{ChatChanged} per user told (and one L{ChatMention} per newly
-mentioned member) is published on the event bus, carrying the payload
-that L{ChatService.changes_since} would give, so that the socket layer
-forwards it without a database trip.  A client that was away catches up
-with L{ChatService.changes_since} from the last position it saw.
+(L{gk.storage.chat_store.lock_log}, or C{take_position} for a post), so
+chat writes are serialised and every change gets the next position of
+the log; once it has committed, one L{ChatChanged} per user told (and
+one L{ChatMention} per newly mentioned member) is published on the event
+bus, carrying the payload that L{ChatService.changes_since} would give,
+so that the socket layer forwards it without a database trip.  A client
+that was away catches up with L{ChatService.changes_since} from the last
+position it saw.
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ class ChatService:
         self.db = db
         self.events = events
 
-    async def _write(self, fn: Callable[[Session], _Written[T]], together: bool = False) -> T:
+    async def _write(
+        self, fn: Callable[[Session], _Written[T]], together: bool = False, lock: bool = True
+    ) -> T:
         """
         Run C{fn} in a write transaction that holds the change log's lock,
         then publish the events it returned (only after the commit).
@@ -68,6 +71,9 @@ class ChatService:
         @param together: share a commit with concurrent writes (the
             frequent, small ones); C{fn} may then run twice, which is
             harmless since it is pure database work.
+        @param lock: lock the log before C{fn}; L{False} when C{fn}'s
+            first statement takes its position (L{store.take_position}),
+            which locks it just the same.
         """
 
         def locked(session: Session) -> _Written[T]:
@@ -75,7 +81,7 @@ class ChatService:
             return fn(session)
 
         write = self.db.write_together if together else self.db.write
-        result, events = await write(locked)
+        result, events = await write(locked if lock else fn)
         for event in events:
             self.events.publish(event)
         return result
@@ -268,24 +274,47 @@ class ChatService:
         body = rules.message_text(text)
 
         def post(session: Session) -> _Written[MessageInfo]:
-            room, _ = access.member_room(session, account, room_id)
+            # First, as it locks the log: what follows sees every chat write before.
+            position, room = access.lock_and_enter(session, account, room_id)
             root = None if reply_to is None else _thread_root(session, room, reply_to)
             now = utcnow()
-            message_id = store.insert_message(session, room.id, account.id, body, root, now)
-            if root is not None:
-                store.change_reply_count(session, root, 1)
-            store.touch_room(session, room.id, now)
-            store.set_words(session, message_id, rules.words(body))
             mentioned = _mentions(session, room, body)
-            store.set_mentions(session, message_id, mentioned)
-            store.advance_read_marker(session, room.id, account.id, message_id)
-            log = ChangeLog(session)
-            [message] = store.message_infos(session, [message_id])
-            position = log.log(kinds.MESSAGE_POSTED, room, message_id=message_id, message=message)
+            words = rules.words(body)
+            # PostgreSQL: the statements from here go in two round trips (three in all).
+            with store.pipeline(session):
+                message_id = store.new_message(
+                    session, room.id, account.id, body, root, now, words, mentioned
+                )
+                if root is not None:
+                    store.change_reply_count(session, root, 1)
+                store.touch_room(session, room.id, now)
+                store.send_read_marker(session, room.id, account.id, message_id)
+                # Exactly what was just stored, so not read back (three queries).
+                message = MessageInfo(
+                    id=message_id,
+                    room_id=room.id,
+                    sender=account.email,
+                    text=body,
+                    created=now,
+                    edited=None,
+                    deleted=False,
+                    reply_to=root,
+                    reply_count=0,
+                    reactions={},
+                    mentions=tuple(sorted(mentioned.values())),
+                )
+                log = ChangeLog(session)
+                log.log(
+                    kinds.MESSAGE_POSTED,
+                    room,
+                    message_id=message_id,
+                    message=message,
+                    position=position,
+                )
             log.mentions(room, message, position, [u for u in mentioned if u != account.id])
             return message, log.events
 
-        return await self._write(post, together=True)
+        return await self._write(post, together=True, lock=False)
 
     async def edit(self, account: Account, message_id: int, text: str) -> MessageInfo:
         """
@@ -610,12 +639,13 @@ def _thread_root(session: Session, room: Room, reply_to: int) -> int:
     return parent.reply_to or parent.id
 
 
-def _mentions(session: Session, room: Room, body: str) -> list[int]:
-    """The members of C{room} that C{body} mentions."""
+def _mentions(session: Session, room: Room, body: str) -> dict[int, str]:
+    """The members of C{room} that C{body} mentions: user id to address, in order of mention."""
     if "@" not in body:
-        return []  # most messages: no need to read the members
+        return {}  # most messages: no need to read the members
     members = {m.email: m.user_id for m in store.members(session, room.id)}
-    return mentions.mentioned(body, members)
+    emails = {user_id: email for email, user_id in members.items()}
+    return {user_id: emails[user_id] for user_id in mentions.mentioned(body, members)}
 
 
 def _message(session: Session, message_id: int) -> MessageInfo:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import CursorResult
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import Executable
 
 from gk.storage.models import (
     ChatMessage,
@@ -264,6 +266,17 @@ MESSAGE_COLUMNS = (
     ChatMessage.reply_to,
     ChatMessage.reply_count,
 )
+
+
+def execute(session: Session, statement: Executable, params: Any = None) -> CursorResult[Any]:
+    """
+    Run a Core statement built once, at import, on the session's
+    connection, past the ORM: for the frequent statements that
+    L{gk.storage.chat_sql.Prepared} cannot take (an IN list).  A one-row
+    SELECT built per call and run through the ORM took 0.33 ms here,
+    built once and run on the connection 0.04 ms.
+    """
+    return session.connection().execute(statement, params)
 
 
 def rowcount(result: Any) -> int:

@@ -8,18 +8,20 @@ import datetime
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import and_, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql.elements import BindParameter
 
 from gk.storage.chat_common import (
     MESSAGE_COLUMNS,
     MessageInfo,
     StoredMessage,
     chunks,
-    inserted_id,
+    execute,
     rowcount,
     stored_message_from_row,
 )
+from gk.storage.chat_sql import Prepared
 from gk.storage.models import (
     ChatMember,
     ChatMention,
@@ -29,6 +31,53 @@ from gk.storage.models import (
     User,
     utcnow,
 )
+
+# -- prepared statements (gk.storage.chat_sql; bound parameters are p_*) ----------
+
+_THIS_MESSAGE = ChatMessage.id == bindparam("p_message")
+_MESSAGE_VALUES = ("room_id", "sender_id", "text", "created", "deleted", "reply_to")
+_INSERT_MESSAGE = Prepared(
+    insert(ChatMessage).returning(ChatMessage.id), [*_MESSAGE_VALUES, "reply_count"]
+)
+_GET_MESSAGE = Prepared(select(*MESSAGE_COLUMNS).where(_THIS_MESSAGE))
+_CHANGE_REPLY_COUNT = Prepared(
+    update(ChatMessage)
+    .where(_THIS_MESSAGE)
+    .values(reply_count=ChatMessage.reply_count + bindparam("p_delta"))
+)
+_SET_TEXT = Prepared(
+    update(ChatMessage)
+    .where(_THIS_MESSAGE)
+    .values(text=bindparam("p_text"), edited=bindparam("p_edited"))
+)
+_INSERT_WORDS = Prepared(insert(ChatWord), ["word", "message_id"])
+_DELETE_WORDS = Prepared(delete(ChatWord).where(ChatWord.message_id == bindparam("p_message")))
+_INSERT_MENTIONS = Prepared(insert(ChatMention), ["message_id", "user_id"])
+_DELETE_MENTIONS = Prepared(
+    delete(ChatMention).where(ChatMention.message_id == bindparam("p_message"))
+)
+_MENTIONED_IDS = Prepared(
+    select(ChatMention.user_id).where(ChatMention.message_id == bindparam("p_message"))
+)
+# Run as Core statements (chat_common.execute): their IN lists are rendered per call.
+_IDS: BindParameter[int] = bindparam("p_ids", expanding=True)
+_MESSAGE_ROWS = (
+    select(*MESSAGE_COLUMNS, User.email)
+    .outerjoin(User, User.id == ChatMessage.sender_id)
+    .where(ChatMessage.id.in_(_IDS))
+)
+_REACTION_ROWS = (
+    select(ChatReaction.message_id, ChatReaction.emoji, User.email)
+    .join(User, User.id == ChatReaction.user_id)
+    .where(ChatReaction.message_id.in_(_IDS))
+    .order_by(ChatReaction.created, User.email)
+)
+_MENTION_ROWS = (
+    select(ChatMention.message_id, User.email)
+    .join(User, User.id == ChatMention.user_id)
+    .where(ChatMention.message_id.in_(_IDS))
+)
+
 
 # -- messages --------------------------------------------------------------------
 
@@ -42,37 +91,63 @@ def insert_message(
     created: datetime.datetime,
 ) -> int:
     """Store a new message; its id.  The caller counts it in its thread's root."""
-    result = session.execute(
-        insert(ChatMessage).values(
-            room_id=room_id,
-            sender_id=sender_id,
-            text=text,
-            created=created,
-            deleted=False,
-            reply_to=reply_to,
-            reply_count=0,
-        )
-    )
-    return inserted_id(result)
+    values = {
+        "room_id": room_id,
+        "sender_id": sender_id,
+        "text": text,
+        "created": created,
+        "deleted": False,
+        "reply_to": reply_to,
+        "reply_count": 0,
+    }
+    [(message_id,)] = _INSERT_MESSAGE.rows(session, values)
+    return int(message_id)
+
+
+def new_message(
+    session: Session,
+    room_id: int,
+    sender_id: int,
+    text: str,
+    reply_to: int | None,
+    created: datetime.datetime,
+    words: Iterable[str],
+    mentioned: Iterable[int],
+) -> int:
+    """
+    L{insert_message} with its search words and the users it mentions
+    (a new message has none yet: nothing to replace); its id.
+    """
+    message_id = insert_message(session, room_id, sender_id, text, reply_to, created)
+    _insert_words(session, message_id, words)
+    _insert_mentions(session, message_id, mentioned)
+    return message_id
 
 
 def get_message(session: Session, message_id: int) -> StoredMessage | None:
-    row = session.execute(select(*MESSAGE_COLUMNS).where(ChatMessage.id == message_id)).first()
-    return None if row is None else stored_message_from_row(row)
+    row = _GET_MESSAGE.first(session, {"p_message": message_id})
+    if row is None:
+        return None
+    found_id, room_id, sender_id, text, created, edited, deleted, reply_to, reply_count = row
+    return StoredMessage(
+        id=int(found_id),
+        room_id=int(room_id),
+        sender_id=sender_id,
+        text=text,
+        created=created,
+        edited=edited,
+        deleted=bool(deleted),
+        reply_to=reply_to,
+        reply_count=int(reply_count),
+    )
 
 
 def change_reply_count(session: Session, root_id: int, delta: int) -> None:
-    session.execute(
-        update(ChatMessage)
-        .where(ChatMessage.id == root_id)
-        .values(reply_count=ChatMessage.reply_count + delta)
-    )
+    _CHANGE_REPLY_COUNT.send(session, {"p_message": root_id, "p_delta": delta})
 
 
 def set_text(session: Session, message_id: int, text: str, edited: datetime.datetime) -> None:
-    session.execute(
-        update(ChatMessage).where(ChatMessage.id == message_id).values(text=text, edited=edited)
-    )
+    _SET_TEXT.send(session, {"p_message": message_id, "p_text": text, "p_edited": edited})
 
 
 def make_tombstone(session: Session, message_id: int) -> None:
@@ -103,30 +178,21 @@ def reply_ids(session: Session, root_id: int) -> list[int]:
 
 
 def message_infos(session: Session, ids: Sequence[int]) -> list[MessageInfo]:
-    """The messages of C{ids} that exist, in that order, with reactions and mentions."""
+    """
+    The messages of C{ids} that exist, in that order, with reactions and
+    mentions (by address, in code point order on every database: a new
+    message's are sorted in Python, L{gk.chat.ChatService.post}).
+    """
     rows: dict[int, Any] = {}
     reactions: dict[int, dict[str, list[str]]] = {}
     mentions: dict[int, list[str]] = {}
     for chunk in chunks(list(dict.fromkeys(ids))):
-        for row in session.execute(
-            select(*MESSAGE_COLUMNS, User.email)
-            .outerjoin(User, User.id == ChatMessage.sender_id)
-            .where(ChatMessage.id.in_(chunk))
-        ):
+        params = {"p_ids": list(chunk)}
+        for row in execute(session, _MESSAGE_ROWS, params):
             rows[int(row.id)] = row
-        for r in session.execute(
-            select(ChatReaction.message_id, ChatReaction.emoji, User.email)
-            .join(User, User.id == ChatReaction.user_id)
-            .where(ChatReaction.message_id.in_(chunk))
-            .order_by(ChatReaction.created, User.email)
-        ):
+        for r in execute(session, _REACTION_ROWS, params):
             reactions.setdefault(int(r.message_id), {}).setdefault(r.emoji, []).append(r.email)
-        for m in session.execute(
-            select(ChatMention.message_id, User.email)
-            .join(User, User.id == ChatMention.user_id)
-            .where(ChatMention.message_id.in_(chunk))
-            .order_by(User.email)
-        ):
+        for m in execute(session, _MENTION_ROWS, params):
             mentions.setdefault(int(m.message_id), []).append(m.email)
     found = []
     for message_id in ids:
@@ -146,7 +212,7 @@ def message_infos(session: Session, ids: Sequence[int]) -> list[MessageInfo]:
                 reply_to=stored.reply_to,
                 reply_count=stored.reply_count,
                 reactions={e: tuple(who) for e, who in reactions.get(message_id, {}).items()},
-                mentions=tuple(mentions.get(message_id, ())),
+                mentions=tuple(sorted(mentions.get(message_id, ()))),
             )
         )
     return found
@@ -176,24 +242,31 @@ def set_reaction(session: Session, message_id: int, user_id: int, emoji: str, on
 
 def mentioned_ids(session: Session, message_id: int) -> set[int]:
     """The users a message mentions now."""
-    query = select(ChatMention.user_id).where(ChatMention.message_id == message_id)
-    return {int(i) for i in session.scalars(query)}
+    return {int(i) for i in _MENTIONED_IDS.scalars(session, {"p_message": message_id})}
 
 
 def set_mentions(session: Session, message_id: int, user_ids: Iterable[int]) -> None:
     """Replace the users a message mentions."""
-    session.execute(delete(ChatMention).where(ChatMention.message_id == message_id))
+    _DELETE_MENTIONS.send(session, {"p_message": message_id})
+    _insert_mentions(session, message_id, user_ids)
+
+
+def _insert_mentions(session: Session, message_id: int, user_ids: Iterable[int]) -> None:
     values = [{"message_id": message_id, "user_id": u} for u in dict.fromkeys(user_ids)]
     if values:
-        session.execute(insert(ChatMention), values)
+        _INSERT_MENTIONS.run_many(session, values)
 
 
 def set_words(session: Session, message_id: int, words: Iterable[str]) -> None:
     """Replace a message's search words (normalised, at most 64 characters)."""
-    session.execute(delete(ChatWord).where(ChatWord.message_id == message_id))
+    _DELETE_WORDS.send(session, {"p_message": message_id})
+    _insert_words(session, message_id, words)
+
+
+def _insert_words(session: Session, message_id: int, words: Iterable[str]) -> None:
     values = [{"word": w, "message_id": message_id} for w in dict.fromkeys(words)]
     if values:
-        session.execute(insert(ChatWord), values)
+        _INSERT_WORDS.run_many(session, values)
 
 
 def _prefix_bound(prefix: str) -> str | None:

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from gk.storage.chat_common import (
@@ -28,8 +28,8 @@ from gk.storage.chat_common import (
     chunks,
     inserted_id,
     room_from_row,
-    rowcount,
 )
+from gk.storage.chat_sql import Prepared, pipeline
 from gk.storage.models import (
     ChatChange,
     ChatMember,
@@ -40,6 +40,63 @@ from gk.storage.models import (
     utcnow,
 )
 
+# -- prepared statements (gk.storage.chat_sql) -----------------------------------
+#
+# Bound parameters are called p_*: a name of a column in an INSERT or
+# UPDATE's own values is reserved by SQLAlchemy.
+
+_LOG_ROW = ChatSequence.id == 1
+_LOCK_LOG = Prepared(select(ChatSequence.position).where(_LOG_ROW).with_for_update())
+_CURRENT_POSITION = Prepared(select(ChatSequence.position).where(_LOG_ROW))
+# One statement takes the next position; the row stays locked until the
+# transaction ends (PostgreSQL; SQLite's writer holds the whole database).
+_NEXT_POSITION = Prepared(
+    update(ChatSequence)
+    .where(_LOG_ROW)
+    .values(position=ChatSequence.position + 1)
+    .returning(ChatSequence.position)
+)
+_CHANGE_VALUES = ("position", "kind", "room_id", "message_id", "subject_id", "private", "data")
+_INSERT_CHANGE = Prepared(insert(ChatChange), [*_CHANGE_VALUES, "created"])
+
+_ROOM = Prepared(select(*ROOM_COLUMNS).where(ChatRoom.id == bindparam("p_room")))
+_MEMBERSHIP_COLUMNS = (ChatMember.role, ChatMember.joined, ChatMember.last_read)
+_MEMBERSHIP = Prepared(
+    select(*_MEMBERSHIP_COLUMNS).where(
+        ChatMember.room_id == bindparam("p_room"), ChatMember.user_id == bindparam("p_user")
+    )
+)
+_ROOM_AND_MEMBERSHIP = Prepared(
+    select(*ROOM_COLUMNS, *_MEMBERSHIP_COLUMNS)
+    .outerjoin(
+        ChatMember,
+        and_(ChatMember.room_id == ChatRoom.id, ChatMember.user_id == bindparam("p_user")),
+    )
+    .where(ChatRoom.id == bindparam("p_room"))
+)
+_TOUCH_ROOM = Prepared(
+    update(ChatRoom)
+    .where(ChatRoom.id == bindparam("p_room"))
+    .values(last_activity=bindparam("p_when"))
+)
+_MEMBERS = Prepared(
+    select(ChatMember.user_id, User.email, ChatMember.role, ChatMember.joined)
+    .join(User, User.id == ChatMember.user_id)
+    .where(ChatMember.room_id == bindparam("p_room"))
+    .order_by(ChatMember.joined, ChatMember.user_id)
+)
+_MEMBER_IDS = Prepared(select(ChatMember.user_id).where(ChatMember.room_id == bindparam("p_room")))
+_ADVANCE_READ_MARKER = Prepared(
+    update(ChatMember)
+    .where(
+        ChatMember.room_id == bindparam("p_room"),
+        ChatMember.user_id == bindparam("p_user"),
+        ChatMember.last_read < bindparam("p_message"),
+    )
+    .values(last_read=bindparam("p_message"))
+)
+
+
 # -- the change log ------------------------------------------------------------
 
 
@@ -48,17 +105,47 @@ def lock_log(session: Session) -> int:
     Lock the change log for the rest of the transaction (every chat write
     calls this first) and return its latest position.
     """
-    position = session.scalar(
-        select(ChatSequence.position).where(ChatSequence.id == 1).with_for_update()
-    )
-    if position is None:
+    found = _LOCK_LOG.first(session)
+    if found is None:
         raise RuntimeError("chat_sequence has no row: the database was not migrated")
-    return int(position)
+    return int(found[0])
 
 
 def current_position(session: Session) -> int:
     """The latest committed position (0 before the first change)."""
-    return int(session.scalar(select(ChatSequence.position).where(ChatSequence.id == 1)) or 0)
+    found = _CURRENT_POSITION.first(session)
+    return 0 if found is None else int(found[0])
+
+
+def take_position(session: Session) -> int:
+    """
+    The next position of the log, taken for a change this transaction
+    will append (L{append_change}).  It locks the log as L{lock_log}
+    does, so a write whose only change is known from the start may call
+    this first instead (one statement less).
+    """
+    # Counted by the database rather than in Python: several writes may
+    # share a transaction (Database.write_together).
+    found = _NEXT_POSITION.first(session)
+    if found is None:
+        raise RuntimeError("chat_sequence has no row: the database was not migrated")
+    return int(found[0])
+
+
+def take_position_and_room(
+    session: Session, room_id: int, user_id: int
+) -> tuple[int, tuple[Room, Membership | None] | None]:
+    """
+    L{take_position}, then L{room_and_membership} (read with the log
+    locked), in one round trip on PostgreSQL.
+    """
+    with pipeline(session):
+        taken = _NEXT_POSITION.send(session)
+        found = room_and_membership(session, room_id, user_id)
+        rows = taken.rows()
+    if not rows:
+        raise RuntimeError("chat_sequence has no row: the database was not migrated")
+    return int(rows[0][0]), found
 
 
 def append_change(
@@ -70,6 +157,7 @@ def append_change(
     subject_id: int | None = None,
     private: bool = False,
     data: dict[str, Any] | None = None,
+    position: int | None = None,
 ) -> int:
     """
     Log a change at the next position and return it; the log must be
@@ -78,22 +166,23 @@ def append_change(
     @param subject_id: the user a membership or read-marker change is
         about: they see it even when it took them out of the room.
     @param private: only C{subject_id} sees it (a read marker).
+    @param position: a position this transaction took with
+        L{take_position} and has not used yet (else the next one is taken).
     """
-    # Read again rather than counting in Python: several appends may share
-    # a transaction (Database.write_together) and the row is locked anyway.
-    position = lock_log(session) + 1
-    session.execute(update(ChatSequence).where(ChatSequence.id == 1).values(position=position))
-    session.execute(
-        insert(ChatChange).values(
-            position=position,
-            kind=kind,
-            room_id=room_id,
-            message_id=message_id,
-            subject_id=subject_id,
-            private=private,
-            data=json.dumps(data or {}, separators=(",", ":")),
-            created=utcnow(),
-        )
+    if position is None:
+        position = take_position(session)
+    _INSERT_CHANGE.send(
+        session,
+        {
+            "position": position,
+            "kind": kind,
+            "room_id": room_id,
+            "message_id": message_id,
+            "subject_id": subject_id,
+            "private": private,
+            "data": json.dumps(data or {}, separators=(",", ":")),
+            "created": utcnow(),
+        },
     )
     return position
 
@@ -194,24 +283,41 @@ def direct_room(session: Session, key: str) -> Room | None:
 
 
 def get_room(session: Session, room_id: int) -> Room | None:
-    row = session.execute(select(*ROOM_COLUMNS).where(ChatRoom.id == room_id)).first()
-    return None if row is None else room_from_row(row)
+    row = _ROOM.first(session, {"p_room": room_id})
+    return None if row is None else _room(row)
 
 
 def touch_room(session: Session, room_id: int, when: datetime.datetime) -> None:
     """Record activity (a new message) in a room at C{when}."""
-    session.execute(update(ChatRoom).where(ChatRoom.id == room_id).values(last_activity=when))
+    _TOUCH_ROOM.send(session, {"p_room": room_id, "p_when": when})
 
 
 def get_membership(session: Session, room_id: int, user_id: int) -> Membership | None:
-    row = session.execute(
-        select(ChatMember.role, ChatMember.joined, ChatMember.last_read).where(
-            ChatMember.room_id == room_id, ChatMember.user_id == user_id
-        )
-    ).first()
+    row = _MEMBERSHIP.first(session, {"p_room": room_id, "p_user": user_id})
     if row is None:
         return None
-    return Membership(room_id, user_id, row.role, row.joined, int(row.last_read))
+    role, joined, last_read = row
+    return Membership(room_id, user_id, role, joined, int(last_read))
+
+
+def room_and_membership(
+    session: Session, room_id: int, user_id: int
+) -> tuple[Room, Membership | None] | None:
+    """A room and C{user_id}'s membership of it (L{None} if not a member), in one query."""
+    row = _ROOM_AND_MEMBERSHIP.first(session, {"p_room": room_id, "p_user": user_id})
+    if row is None:
+        return None
+    room = _room(row)
+    role, joined, last_read = row[len(ROOM_COLUMNS) :]
+    if role is None:  # the outer join found no membership
+        return room, None
+    return room, Membership(room_id, user_id, role, joined, int(last_read))
+
+
+def _room(row: Sequence[Any]) -> Room:
+    """A L{Room} from a row that starts with L{ROOM_COLUMNS}."""
+    room_id, kind, name, created, last_activity = row[: len(ROOM_COLUMNS)]
+    return Room(int(room_id), kind, name, created, last_activity)
 
 
 def add_member(session: Session, room_id: int, user_id: int, role: str) -> None:
@@ -240,20 +346,12 @@ def set_role(session: Session, room_id: int, user_id: int, role: str) -> None:
 
 def members(session: Session, room_id: int) -> list[MemberInfo]:
     """A room's members, longest-standing first."""
-    rows = session.execute(
-        select(ChatMember.user_id, User.email, ChatMember.role, ChatMember.joined)
-        .join(User, User.id == ChatMember.user_id)
-        .where(ChatMember.room_id == room_id)
-        .order_by(ChatMember.joined, ChatMember.user_id)
-    )
-    return [MemberInfo(int(r.user_id), r.email, r.role, r.joined) for r in rows]
+    rows = _MEMBERS.rows(session, {"p_room": room_id})
+    return [MemberInfo(int(user_id), email, role, joined) for user_id, email, role, joined in rows]
 
 
 def member_ids(session: Session, room_id: int) -> list[int]:
-    return [
-        int(i)
-        for i in session.scalars(select(ChatMember.user_id).where(ChatMember.room_id == room_id))
-    ]
+    return [int(i) for i in _MEMBER_IDS.scalars(session, {"p_room": room_id})]
 
 
 def peer_ids(session: Session, user_id: int) -> list[int]:
@@ -388,13 +486,14 @@ def public_rooms(session: Session, user_id: int) -> list[PublicRoom]:
 
 def advance_read_marker(session: Session, room_id: int, user_id: int, message_id: int) -> bool:
     """Move the user's read marker up to C{message_id}, never back; whether it moved."""
-    result = session.execute(
-        update(ChatMember)
-        .where(
-            ChatMember.room_id == room_id,
-            ChatMember.user_id == user_id,
-            ChatMember.last_read < message_id,
-        )
-        .values(last_read=message_id)
-    )
-    return rowcount(result) > 0
+    params = {"p_room": room_id, "p_user": user_id, "p_message": message_id}
+    return _ADVANCE_READ_MARKER.run(session, params) > 0
+
+
+def send_read_marker(session: Session, room_id: int, user_id: int, message_id: int) -> None:
+    """
+    L{advance_read_marker} without waiting to learn whether it moved (in
+    a L{gk.storage.chat_sql.pipeline}, it goes with the next statements).
+    """
+    params = {"p_room": room_id, "p_user": user_id, "p_message": message_id}
+    _ADVANCE_READ_MARKER.send(session, params)

@@ -8,9 +8,11 @@ and hand out frozen results, never ORM rows.
 
 Every chat write begins with L{lock_log}, which locks the one row of
 C{chat_sequence} until the transaction ends (C{FOR UPDATE} on PostgreSQL;
-SQLite has one writer anyway).  Chat writes therefore run one at a time,
-which also settles races such as two people opening the same direct
-conversation at once, and L{append_change} numbers changes from that row:
+SQLite has one writer anyway), or with L{take_position}, which takes the
+next position by updating that row and so locks it as well.  Chat writes
+therefore run one at a time, which also settles races such as two people
+opening the same direct conversation at once, and L{append_change}
+numbers changes from that row:
 a transaction takes positions only after the previous chat write has
 committed or rolled back, so positions become visible in increasing
 order and without gaps, and a reader that sees position N has every
@@ -20,7 +22,8 @@ back with everything else.
 The functions live in L{gk.storage.chat_rooms} (the change log, rooms,
 members, read markers) and L{gk.storage.chat_messages} (messages,
 reactions, mentions, search words), their results in
-L{gk.storage.chat_common}; import them from here.
+L{gk.storage.chat_common}; import them from here.  Their frequent
+statements are prepared once (L{gk.storage.chat_sql}).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from gk.storage.chat_messages import (
     make_tombstone,
     mentioned_ids,
     message_infos,
+    new_message,
     reply_ids,
     search_ids,
     set_mentions,
@@ -77,13 +81,18 @@ from gk.storage.chat_rooms import (
     peer_ids,
     public_rooms,
     remove_member,
+    room_and_membership,
     room_info,
     room_summaries,
+    send_read_marker,
     set_role,
+    take_position,
+    take_position_and_room,
     touch_room,
     unread_count,
     user_ids_by_email,
 )
+from gk.storage.chat_sql import pipeline
 
 __all__ = [
     "DIRECT",
@@ -123,19 +132,25 @@ __all__ = [
     "members",
     "mentioned_ids",
     "message_infos",
+    "new_message",
     "peer_ids",
+    "pipeline",
     "public_rooms",
     "remove_member",
     "reply_ids",
     "rfc3339",
+    "room_and_membership",
     "room_info",
     "room_summaries",
     "search_ids",
+    "send_read_marker",
     "set_mentions",
     "set_reaction",
     "set_role",
     "set_text",
     "set_words",
+    "take_position",
+    "take_position_and_room",
     "touch_room",
     "unread_count",
     "user_ids_by_email",

@@ -5,7 +5,10 @@ presence.
 The hub subscribes to the event bus once for every kind of live event and
 hands each event to the connections of the user it concerns (the bus
 publishes one event per user concerned, so a connection never receives
-another user's events).  Presence is derived from the live connections:
+another user's events).  The events of one change for its many
+recipients come one after the other: their frame is encoded once, and
+sent as the same bytes to every socket (which frames it once,
+L{gk.ws.connection.LiveSocketFactory.framed}).  Presence is derived from the live connections:
 a user is C{online} with at least one connection not set away, C{away}
 when all are, C{offline} with none; a change is pushed to the users who
 share a room with them.
@@ -115,6 +118,10 @@ class LiveHub:
         connection.away = away
         self._presence_changed(connection.account)
 
+    def connections(self, user_id: int) -> tuple[LiveConnection, ...]:
+        """A user's live connections."""
+        return tuple(self._connections.get(user_id, ()))
+
     def connection_count(self, user_id: int | None = None) -> int:
         if user_id is not None:
             return len(self._connections.get(user_id, ()))
@@ -129,17 +136,30 @@ class LiveHub:
         self, user_id: int, frame: bytes, *, skip: LiveConnection | None = None
     ) -> int:
         """Send C{frame} to every connection of a user; how many got it."""
+        connections = self._connections.get(user_id)
+        if not connections:
+            return 0
         sent = 0
-        for connection in list(self._connections.get(user_id, ())):
+        # A copy: a connection that reads too slowly is dropped (removed) on sending.
+        for connection in tuple(connections):
             if connection is not skip:
                 connection.send_frame(frame)
                 sent += 1
         return sent
 
+    def _renderer(self, kind: type[Event]) -> Callable[[Any], tuple[str, Any, int | None]] | None:
+        render = self._forwarders.get(kind)
+        if render is None:  # a subclass of a forwarded kind
+            render = next((r for k, r in self._forwarders.items() if issubclass(kind, k)), None)
+        return render
+
     def _push(self, event: Event) -> None:
-        if event.user_id not in self._connections:
+        # Once per recipient of every change (e.g. 50 times per chat
+        # message in a room of 50): kept to a few look-ups.
+        connections = self._connections.get(event.user_id)
+        if not connections:
             return
-        render = next((r for kind, r in self._forwarders.items() if isinstance(event, kind)), None)
+        render = self._renderer(type(event))
         if render is None:
             return
         # The events of one change for its many recipients come one after
@@ -155,7 +175,9 @@ class LiveHub:
             name, data, position = render(event)
             frame = protocol.event(name, data, position)
             self._last_frame = (key, frame)
-        self.send_to_user(event.user_id, frame)
+        # A copy: a connection that reads too slowly is dropped (removed) on sending.
+        for connection in tuple(connections):
+            connection.send_frame(frame)
 
     # -- presence ---------------------------------------------------------------------
 

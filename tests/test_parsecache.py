@@ -82,8 +82,10 @@ OBJECTS = {
 }  # fmt: skip
 
 
-def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 #: Ranges a reader asks: weeks, month ends, several months, more than the

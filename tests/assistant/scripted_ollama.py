@@ -161,7 +161,8 @@ class ScriptedOllama:
     @property
     def url(self) -> str:
         assert self._port is not None
-        return f"http://127.0.0.1:{self._port.getHost().port}"
+        address: Any = self._port.getHost()
+        return f"http://127.0.0.1:{address.port}"
 
     async def start(self) -> None:
         root = Resource()
@@ -180,4 +181,6 @@ class ScriptedOllama:
         if self._port is None:
             return
         port, self._port = self._port, None
-        await port.stopListening()
+        stopped = port.stopListening()
+        if stopped is not None:
+            await stopped

@@ -7,6 +7,7 @@ on a confirmation until it is claimed, and goes with its user.
 from __future__ import annotations
 
 import pytest_twisted
+from sqlalchemy.orm import Session
 
 from gk.app import GkApp
 from gk.storage import assistant_store as store
@@ -21,11 +22,12 @@ async def test_a_conversation_keeps_its_order_and_its_owner(app: GkApp) -> None:
     await db.write(lambda s: store.create_conversation(s, alice.id, "c1"))
     await db.write(lambda s: store.create_conversation(s, alice.id, "c2"))
     for role, text in (("user", "hi"), ("assistant", "hello"), ("user", "again")):
-        await db.write(
-            lambda s, r=role, t=text: store.append_message(
-                s, "c1", r, {"role": r, "content": t}, [{"type": "text", "text": t}]
-            )
-        )
+
+        def append(session: Session, r: str = role, t: str = text) -> int:
+            body = {"role": r, "content": t}
+            return store.append_message(session, "c1", r, body, [{"type": "text", "text": t}])
+
+        await db.write(append)
     await db.write(lambda s: store.set_title(s, "c1", "hi"))
     await db.write(lambda s: store.set_title(s, "c1", "not again"))  # the first title stays
 

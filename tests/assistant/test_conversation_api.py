@@ -7,6 +7,7 @@ the model server is down or lacks the model (and /ready says degraded).
 
 from __future__ import annotations
 
+import pytest
 import pytest_twisted
 
 from gk.assistant.conversations import AssistantService
@@ -14,6 +15,12 @@ from tests.assistant.conftest import ALICE, BOB, AssistantServer, dns_server, ol
 from tests.assistant.scripted_ollama import Reply
 
 __all__ = ["dns_server", "ollama"]
+
+
+@pytest.fixture
+def database_url(sqlite_url: str) -> str:
+    """SQLite only: the loop's storage runs on PostgreSQL in tests/storage."""
+    return sqlite_url
 
 
 async def _conversation(server: AssistantServer, email: str = ALICE) -> str:

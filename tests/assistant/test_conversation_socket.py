@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 import pytest_twisted
 import websockets
 
@@ -18,6 +19,12 @@ from tests.assistant.scripted_ollama import Reply
 from tests.ws.conftest import WsClient, aio
 
 __all__ = ["dns_server", "ollama"]
+
+
+@pytest.fixture
+def database_url(sqlite_url: str) -> str:
+    """SQLite only: the loop's storage runs on PostgreSQL in tests/storage."""
+    return sqlite_url
 
 
 async def _connect(server: AssistantServer, email: str) -> WsClient:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+import pytest
 import pytest_twisted
 
 from tests.assistant.conftest import ALICE, BOB, PARIS, AssistantServer, dns_server, ollama
@@ -21,6 +22,13 @@ from tests.assistant.scripted_ollama import Reply, last_result
 from tests.assistant.test_scenarios_mail import confirm, kinds, new_conversation, say
 
 __all__ = ["dns_server", "ollama"]
+
+
+@pytest.fixture
+def database_url(sqlite_url: str) -> str:
+    """SQLite only: the loop's storage runs on PostgreSQL in tests/storage."""
+    return sqlite_url
+
 
 JSON = dict[str, Any]
 

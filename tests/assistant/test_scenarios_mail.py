@@ -15,6 +15,7 @@ import email.message
 import email.utils
 from typing import Any
 
+import pytest
 import pytest_twisted
 
 from gk.storage.accounts import Account
@@ -22,6 +23,13 @@ from tests.assistant.conftest import ALICE, BOB, CAROL, AssistantServer, dns_ser
 from tests.assistant.scripted_ollama import Reply, last_result, tool_results
 
 __all__ = ["dns_server", "ollama"]
+
+
+@pytest.fixture
+def database_url(sqlite_url: str) -> str:
+    """SQLite only: the loop's storage runs on PostgreSQL in tests/storage."""
+    return sqlite_url
+
 
 JSON = dict[str, Any]
 

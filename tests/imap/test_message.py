@@ -795,25 +795,23 @@ def test_span_locates_sections_without_copying() -> None:
     assert structure.span((), "HEADER.FIELDS") is None
 
 
-# Size and speed.
+# Size: shapes that once cost too much (speed itself is bench/imap_fetch.py's).
 
 
-def average_seconds(raw: bytes, rounds: int = 50) -> float:
-    begin = time.perf_counter()
-    for _ in range(rounds):
-        structure = MessageStructure(raw)
-        structure.envelope()
-        structure.bodystructure()
-    return (time.perf_counter() - begin) / rounds
+def parsed(raw: bytes) -> MessageStructure:
+    structure = MessageStructure(raw)
+    structure.envelope()
+    structure.bodystructure()
+    return structure
 
 
-def test_speed_of_20k_messages() -> None:
-    # A usual shape: text, html, a 20 KB attachment (about 0.1 ms here).
+def test_usual_and_many_part_messages_parse_whole() -> None:
+    # A usual shape: text, html, a 20 KB attachment.
     attachment = (b"QUJD" * 19 + b"\r\n") * 250
     usual = MIXED.replace(b"JVBERi0=", attachment)
     assert len(usual) > 20_000
-    assert average_seconds(usual) < 0.002
-    # 200 small parts (about 3.5 ms here).
+    assert attachment[:-2] in parsed(usual).section((2,))
+    # 200 small parts.
     parts = "".join(
         f"--b\nContent-Type: text/plain; charset=utf-8\nContent-Disposition: inline\n\n"
         f"{'line of text ' * 6}\n"
@@ -824,7 +822,9 @@ def test_speed_of_20k_messages() -> None:
         f"Content-Type: multipart/mixed; boundary=b\n\n{parts}--b--\n"
     )
     assert len(many) > 20_000
-    assert average_seconds(many, 10) < 0.025
+    structure = parsed(many)
+    assert len(structure.root.children) == 200
+    assert structure.section((200,)) == b"line of text " * 6
 
 
 def test_large_message_with_many_parts() -> None:
@@ -837,7 +837,8 @@ def test_large_message_with_many_parts() -> None:
     assert len(structure.root.children) == 401
     assert structure.section((401,)) == (chunk * 800)[:-2]
     read(structure.bodystructure())
-    assert time.perf_counter() - begin < 2
+    # Generous: only a quadratic slip (minutes) fails it, not a busy machine.
+    assert time.perf_counter() - begin < 20
 
 
 def test_part_count_is_bounded() -> None:

@@ -175,6 +175,12 @@ class AssistantService:
             "state": "awaiting_confirmation" if info.confirmation_id else "done",
         }
 
+    async def check_exists(self, account: Account, conversation_id: str) -> None:
+        """
+        @raise NoSuchConversation: C{account} has no such conversation.
+        """
+        await self._conversation(account, conversation_id)
+
     async def delete(self, account: Account, conversation_id: str) -> None:
         self.cancel(account, conversation_id)
         if not await self.db.write(

@@ -72,7 +72,7 @@ class AssistantCommands:
         assert text is not None
         account = connection.account
         # Checked now, so that a wrong id is this message's error.
-        await _guard(message, self.assistant.history(account, conversation_id))
+        await _guard(message, self.assistant.check_exists(account, conversation_id))
         self._start(account, self.assistant.send(account, conversation_id, text))
         return {"started": True}
 

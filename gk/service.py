@@ -49,7 +49,9 @@ from gk.web.api import ApiResource
 from gk.web.api_assistant import assistant_routes
 from gk.web.api_chat import chat_routes
 from gk.web.bearer import BearerAuthenticator
+from gk.web.sessions import WebSessions
 from gk.web.site import build_site
+from gk.web.ui import WebParts, build_web_ui
 from gk.ws.assistant_commands import AssistantCommands
 from gk.ws.commands import LiveCommands
 from gk.ws.hub import LiveHub
@@ -71,6 +73,8 @@ def _http_factory(app: GkApp, tree: GkService, implicit_tls: bool) -> IProtocolF
         mcp=tree.mcp_resource(),
         mcp_metadata=ProtectedResourceMetadata(app.config.http.public_url),
         assistant_problem=tree.assistant.problem,
+        ui=tree.web_ui().pages,
+        static=tree.web_ui().static,
     )
 
 
@@ -210,6 +214,9 @@ class GkService(MultiService):
         self._live: IResource | None = None
         self._api: IResource | None = None
         self._mcp: IResource | None = None
+        self._web: WebParts | None = None
+        #: The web UI's sign-ins, which the API and /ws accept too.
+        self.web_sessions = WebSessions(app.db)
         app.events.subscribe(MailDelivered, lambda _e: app.metrics.deliveries.inc())
         for role, description, implicit_tls in app.config.listeners():
             builder = PROTOCOLS.get(role)
@@ -255,7 +262,7 @@ class GkService(MultiService):
             self._live = build_live_resource(
                 self.hub,
                 self.live_commands,
-                TokenAuthenticator(app.accounts, app.security.auth),
+                TokenAuthenticator(app.accounts, app.security.auth, self.web_sessions),
                 app.config.http.public_url,
                 app.reactor,
             )
@@ -267,8 +274,14 @@ class GkService(MultiService):
             app = self.app
             authenticator = BearerAuthenticator(app.accounts, app.security.auth, "api")
             routes = chat_routes(app.chat) + assistant_routes(self.assistant)
-            self._api = ApiResource(authenticator, routes)
+            self._api = ApiResource(authenticator, routes, self.web_sessions)
         return self._api
+
+    def web_ui(self) -> WebParts:
+        """The web UI's pages and static files, shared by every HTTP listener."""
+        if self._web is None:
+            self._web = build_web_ui(self, self.web_sessions)
+        return self._web
 
     def mcp_resource(self) -> IResource:
         """The C{/mcp} resource (MCP's Streamable HTTP transport), shared by every HTTP listener."""

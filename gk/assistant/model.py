@@ -141,6 +141,8 @@ class OllamaModel:
             return self._explain(e)
         except (ConnectionError, httpx.HTTPError) as e:
             return f"cannot reach the model server at {self.url} ({type(e).__name__})"
+        except Exception as e:  # e.g. pydantic refusing an answer of another version
+            return f"the model server at {self.url} gave an unexpected answer ({type(e).__name__})"
         return None
 
     def close(self) -> Deferred[None]:

@@ -636,3 +636,24 @@ class AssistantMessage(Base):
     body: Mapped[str] = mapped_column(Text)
     events: Mapped[str] = mapped_column(Text, default="[]")
     created: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebSession(Base):
+    """
+    A signed-in browser (the web UI's server-side session).  C{id} is the
+    SHA-256 of the cookie's value, so the table never holds a usable
+    cookie; C{csrf_token} is the synchronizer token the session's pages
+    carry in their forms and htmx requests.
+    """
+
+    __tablename__ = "web_sessions"
+    __table_args__ = (Index("ix_web_sessions_user_id", "user_id"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
+    user_agent: Mapped[str] = mapped_column(String(200), default="")
+    address: Mapped[str] = mapped_column(String(64), default="")

@@ -2,8 +2,9 @@
 C{/api/}: the HTTP JSON API that scripts, the assistant's tools and the
 web UI call (C{../shared/docs/interface.md} lists the paths).
 
-Every request is authenticated by a bearer token (the web UI's session
-cookie will use the same seam); bodies and answers are JSON; errors are
+Every request is authenticated by a bearer token or the web UI's session
+cookie (then a state-changing request must carry the session's CSRF token
+in C{X-CSRF-Token}); bodies and answers are JSON; errors are
 C{{"error": {"code": ..., "message": ...}}} with a 4xx/5xx status.  Routes
 are matched on the path segments after C{/api/} by L{Route} patterns in
 which C{{name}} stands for one segment passed to the handler (an integer
@@ -25,6 +26,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from gk.storage.accounts import Account
 from gk.web.bearer import BearerAuthenticator, Blocked
+from gk.web.sessions import WebSessions, cookie_value
 
 #: The largest JSON body accepted.
 MAX_BODY = 1024 * 1024
@@ -82,22 +84,30 @@ class Route:
     handler: Handler
 
     def match(self, segments: Sequence[str]) -> dict[str, Any] | None:
-        if len(segments) != len(self.pattern):
-            return None
-        params: dict[str, Any] = {}
-        for part, segment in zip(self.pattern, segments, strict=True):
-            if not part.startswith("{"):
-                if part != segment:
-                    return None
-                continue
-            name, _, kind = part[1:-1].partition(":")
-            if kind == "int":
-                if not segment.isdigit() or len(segment) > 18:
-                    return None
-                params[name] = int(segment)
-            else:
-                params[name] = segment
-        return params
+        return match_segments(self.pattern, segments)
+
+
+def match_segments(pattern: Sequence[str], segments: Sequence[str]) -> dict[str, Any] | None:
+    """
+    The parameters of C{segments} under C{pattern}, or L{None}: C{{name}}
+    matches one segment, C{{name:int}} one of digits (passed as an int).
+    """
+    if len(segments) != len(pattern):
+        return None
+    params: dict[str, Any] = {}
+    for part, segment in zip(pattern, segments, strict=True):
+        if not part.startswith("{"):
+            if part != segment:
+                return None
+            continue
+        name, _, kind = part[1:-1].partition(":")
+        if kind == "int":
+            if not segment.isdigit() or len(segment) > 18:
+                return None
+            params[name] = int(segment)
+        else:
+            params[name] = segment
+    return params
 
 
 def route(method: str, path: str, handler: Handler) -> Route:
@@ -110,10 +120,16 @@ class ApiResource(Resource):
     isLeaf = True
     log = Logger()
 
-    def __init__(self, authenticator: BearerAuthenticator, routes: Sequence[Route]) -> None:
+    def __init__(
+        self,
+        authenticator: BearerAuthenticator,
+        routes: Sequence[Route],
+        sessions: WebSessions | None = None,
+    ) -> None:
         super().__init__()
         self.authenticator = authenticator
         self.routes = list(routes)
+        self.sessions = sessions
 
     def render(self, request: Request) -> int:
         gone: list[bool] = []
@@ -147,14 +163,18 @@ class ApiResource(Resource):
             allowed = ", ".join(sorted({r.method for r, _ in matches}))
             status, body, headers = _error(405, "method_not_allowed", f"use {allowed}")
             return status, body, {**headers, "Allow": allowed}
-        account = await self._account(request)
+        account = await self._account(request, method)
         route_, params = chosen
         call = Call(account, params, _query(request), _body(request, method))
         status, result = await route_.handler(call)
         return status, result, {}
 
-    async def _account(self, request: Request) -> Account:
+    async def _account(self, request: Request, method: str) -> Account:
         header = request.getHeader(b"authorization")
+        if header is None and self.sessions is not None:
+            account = await self._session_account(request, method)
+            if account is not None:
+                return account
         client = request.getClientAddress()
         try:
             account = await self.authenticator.authenticate(
@@ -165,6 +185,21 @@ class ApiResource(Resource):
         if account is None:
             raise ApiError(401, "unauthenticated", "send Authorization: Bearer TOKEN")
         return account
+
+    async def _session_account(self, request: Request, method: str) -> Account | None:
+        """The web UI's session; a state-changing call must bring its CSRF token."""
+        assert self.sessions is not None
+        cookie = request.getHeader(b"cookie")
+        session = await self.sessions.find(
+            cookie_value(cookie.decode("latin-1") if cookie else None)
+        )
+        if session is None:
+            return None
+        if method not in ("GET", "HEAD"):
+            token = request.getHeader(b"x-csrf-token")
+            if not session.csrf_ok(token.decode("latin-1") if token else None):
+                raise ApiError(403, "csrf", "send the page's X-CSRF-Token header")
+        return session.account
 
 
 def _query(request: Request) -> dict[str, str]:

@@ -81,9 +81,15 @@ class GkSite(Site):
 
 
 class RootResource(Resource):
-    """The root: unknown paths get an escaped 404 page."""
+    """The root: paths of no other part are the web UI's (or an escaped 404 page)."""
+
+    def __init__(self, ui: IResource | None = None) -> None:
+        super().__init__()
+        self.ui = ui
 
     def getChild(self, path: bytes, request: http.Request) -> IResource:
+        if self.ui is not None:
+            return self.ui
         return pages.notFound()
 
 
@@ -97,15 +103,20 @@ def build_site(
     mcp: IResource | None = None,
     mcp_metadata: IResource | None = None,
     assistant_problem: Callable[[], Awaitable[str | None]] | None = None,
+    ui: IResource | None = None,
+    static: IResource | None = None,
 ) -> GkSite:
     """
     The site; C{dav} is the CalDAV/CardDAV resource (L{gk.dav.resource}),
     mounted at C{/dav} with the C{/.well-known} redirects to it; C{live}
     the WebSocket (L{gk.ws}) at C{/ws}; C{api} the JSON API at C{/api};
     C{mcp} the MCP endpoint (L{gk.mcp}) at C{/mcp}, with C{mcp_metadata}
-    (its RFC 9728 document) under C{/.well-known/oauth-protected-resource}.
+    (its RFC 9728 document) under C{/.well-known/oauth-protected-resource};
+    C{ui} the web UI's pages (every other path) with its files at C{static}.
     """
-    root = RootResource()
+    root = RootResource(ui)
+    if static is not None:
+        root.putChild(b"static", static)
     if live is not None:
         root.putChild(b"ws", live)
     if api is not None:

@@ -2,10 +2,10 @@
 C{/ws}: the WebSocket resource on the HTTP listener, and who an upgrade
 is.
 
-Until the web UI's sign-in exists, a socket authenticates with a bearer
-token from C{gk token create} in the C{Authorization} header (what
-scripts, tests and the benchmark send); the web UI will add its session
-cookie through the same L{Authenticate} seam.  Every attempt goes through
+A socket authenticates with a bearer token from C{gk token create} in
+the C{Authorization} header (what scripts, tests and the benchmark send)
+or, from the web UI, with its session cookie (then the Origin header is
+required).  Every attempt goes through
 the brute-force guard every protocol shares (protocol name C{"ws"}).
 """
 
@@ -21,17 +21,28 @@ from gk.accounts import AccountService
 from gk.security.authguard import AuthGuard
 from gk.storage.accounts import Account
 from gk.web.bearer import BearerAuthenticator, Blocked
+from gk.web.sessions import WebSessions, cookie_value
 from gk.ws.connection import Handler, LiveSocketFactory, Upgrade
 from gk.ws.hub import LiveHub
 
 
 class TokenAuthenticator:
-    """Bearer tokens on the upgrade (L{gk.web.bearer}), under the guard's protocol C{"ws"}."""
+    """
+    Bearer tokens on the upgrade (L{gk.web.bearer}), under the guard's
+    protocol C{"ws"}; without one, the web UI's session cookie.
+    """
 
-    def __init__(self, accounts: AccountService, guard: AuthGuard) -> None:
+    def __init__(
+        self, accounts: AccountService, guard: AuthGuard, sessions: WebSessions | None = None
+    ) -> None:
         self.bearer = BearerAuthenticator(accounts, guard, "ws")
+        self.sessions = sessions
 
     async def __call__(self, upgrade: Upgrade) -> tuple[Account, bool] | None:
+        if "authorization" not in upgrade.headers and self.sessions is not None:
+            session = await self.sessions.find(cookie_value(upgrade.headers.get("cookie")))
+            if session is not None:
+                return session.account, True
         try:
             account = await self.bearer.authenticate(
                 upgrade.headers.get("authorization"), upgrade.peer_ip

@@ -126,7 +126,13 @@ class _Show(Resource):
             return json.dumps({"error": f"model '{body.get('model')}' not found"}).encode()
         request.setHeader(b"content-type", b"application/json")
         return json.dumps(
-            {"modelfile": "", "parameters": "", "template": "", "capabilities": ["tools"]}
+            {
+                "modelfile": "",
+                "parameters": "",
+                "template": "",
+                "model_info": {"general.architecture": "qwen3"},
+                "capabilities": ["tools"],
+            }
         ).encode()
 
 

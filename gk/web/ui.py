@@ -14,8 +14,14 @@ from twisted.web.resource import IResource
 from gk.web.page import Page, WebUI, WebUIResource
 from gk.web.sessions import WebSessions
 from gk.web.templating import StaticResource, Templates, load_static
+from gk.web.views.admin import AdminPages
 from gk.web.views.assistant import AssistantPages
+from gk.web.views.calendar import CalendarPages
+from gk.web.views.chat import ChatPages
+from gk.web.views.contacts import ContactPages
 from gk.web.views.login import LoginPages
+from gk.web.views.mail import MailPages
+from gk.web.views.settings import SettingsPages
 
 if TYPE_CHECKING:
     from gk.service import GkService
@@ -36,5 +42,11 @@ def build_web_ui(tree: GkService, sessions: WebSessions) -> WebParts:
     pages: list[Page] = [
         *LoginPages(app.accounts, app.security.auth).pages(),
         *AssistantPages(tree.assistant).pages(),
+        *MailPages(tree).pages(),
+        *CalendarPages(tree).pages(),
+        *ContactPages(tree).pages(),
+        *ChatPages(tree).pages(),
+        *SettingsPages(tree).pages(),
+        *AdminPages(tree).pages(),
     ]
     return WebParts(WebUIResource(ui, pages), StaticResource(files), ui)

@@ -57,7 +57,11 @@ class LoginPages:
         ]
 
     def _form(self, call: PageCall, status: int, error: str = "", email: str = "") -> Reply:
-        token = new_login_token()
+        # Keep the token the browser has: another tab (or a favicon request
+        # redirected here) must not invalidate a form already shown.
+        token = request_cookie(call.request, LOGIN_CSRF_COOKIE) or ""
+        if not (20 <= len(token) <= 64 and token.replace("-", "").replace("_", "").isalnum()):
+            token = new_login_token()
         reply = call.render(
             "login.html",
             status,

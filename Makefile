@@ -28,8 +28,9 @@ ADMIN := admin@$(DOMAIN)
 GK := $(BIN)/gk --config $(CONFIG)
 
 # Debian packages the build or the tests need, installed by `apt-deps` when
-# missing and when running as root (e.g. chromium for browser tests).
-APT_PACKAGES :=
+# missing and when running as root: chromium (and a font) for the browser
+# tests of the web UI, which Playwright drives through its own driver.
+APT_PACKAGES := chromium fonts-dejavu-core
 
 # `make test` runs the storage tests on PostgreSQL too when this server
 # answers (and GK_TEST_DATABASE_URL is not set already).

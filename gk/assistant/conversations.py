@@ -167,13 +167,33 @@ class AssistantService:
         info, messages = await self.db.read(read)
         if info is None:
             raise NoSuchConversation(f"no conversation {conversation_id!r}")
+        events = [event for m in messages for event in m.events]
+        if info.confirmation_id and info.pending:
+            # The paused call is not a stored message yet: show its card.
+            events.extend(self._paused_events(info.confirmation_id, info.pending))
         return {
             "id": info.id,
             "title": info.title,
             "updated": info.updated.isoformat(),
-            "events": [event for m in messages for event in m.events],
+            "events": events,
             "state": "awaiting_confirmation" if info.confirmation_id else "done",
         }
+
+    @staticmethod
+    def _paused_events(confirmation_id: str, pending: JSON) -> list[JSON]:
+        """The C{tool_call} and C{confirm} events of a paused turn, as they were emitted."""
+        call = pending["calls"][pending["index"]]
+        name, arguments = call["name"], call["arguments"]
+        return [
+            {"type": "tool_call", "name": name, "arguments": arguments},
+            {
+                "type": "confirm",
+                "confirmation_id": confirmation_id,
+                "name": name,
+                "arguments": arguments,
+                "summary": pending["summary"],
+            },
+        ]
 
     async def check_exists(self, account: Account, conversation_id: str) -> None:
         """

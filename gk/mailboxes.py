@@ -211,6 +211,36 @@ class MailboxService:
             lambda s: mail_search.find(s, account.id, folder_ids, criteria, after, limit)
         )
 
+    async def find_newer(
+        self,
+        account: Account,
+        folder_ids: list[int],
+        criteria: Criteria,
+        before: Position,
+        limit: int = 20,
+    ) -> list[MessageSummary]:
+        """
+        The page before the one that started at C{before} (the
+        L{MessageSummary.position} of its first message): up to C{limit}
+        messages newer than it, newest first; see L{mail_search.find_newer}.
+        """
+        return await self.db.read(
+            lambda s: mail_search.find_newer(s, account.id, folder_ids, criteria, before, limit)
+        )
+
+    async def thread(
+        self, account: Account, folder_ids: list[int], message_ids: list[str], limit: int = 100
+    ) -> list[MessageSummary]:
+        """
+        The messages of C{account}'s folders C{folder_ids} in the
+        conversation of C{message_ids} (its root first: a message's
+        References, In-Reply-To and Message-ID), oldest first; see
+        L{mail_search.thread}.
+        """
+        return await self.db.read(
+            lambda s: mail_search.thread(s, account.id, folder_ids, message_ids, limit)
+        )
+
     async def locate(self, account: Account, folder_id: int, uid: int) -> MessageSummary | None:
         """
         The message C{uid} of the folder with row id C{folder_id}, or None

@@ -76,6 +76,9 @@ class Criteria:
     #: True: only unread; False: only read; None: both.
     unread: bool | None = None
     flagged: bool | None = None
+    #: Each matched against From, To, Cc and Subject: one of them must
+    #: contain it (a search box's words).
+    words: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -205,8 +208,45 @@ def find(
     folders = [f for f in folder_refs(session, user_id) if f.id in wanted]
     if not folders or limit <= 0:
         return []
-    statement = _find_statement(session.get_bind().dialect.name, _shape(criteria, after))
-    params = _parameters(criteria, after, limit)
+    return _run_find(session, folders, criteria, after, limit, newer=False)
+
+
+def find_newer(
+    session: Session,
+    user_id: int,
+    folder_ids: Iterable[int],
+    criteria: Criteria,
+    before: Position,
+    limit: int,
+) -> list[MessageSummary]:
+    """
+    The page before a page that started at C{before}: up to C{limit}
+    messages matching C{criteria} that come strictly before C{before} in
+    the list (are newer), the ones nearest to it, newest first.  The
+    same rules as L{find} otherwise.
+    """
+    wanted = set(folder_ids)
+    folders = [f for f in folder_refs(session, user_id) if f.id in wanted]
+    if not folders or limit <= 0:
+        return []
+    found = _run_find(session, folders, criteria, before, limit, newer=True)
+    found.reverse()
+    return found
+
+
+def _run_find(
+    session: Session,
+    folders: list[FolderRef],
+    criteria: Criteria,
+    start: Position | None,
+    limit: int,
+    *,
+    newer: bool,
+) -> list[MessageSummary]:
+    """Each folder's page, merged: newest first, or (C{newer}) oldest first."""
+    dialect = session.get_bind().dialect.name
+    statement = _find_statement(dialect, _shape(criteria, start), newer)
+    params = _parameters(criteria, start, limit)
     connection = session.connection()
     pages = []
     for folder in folders:
@@ -214,8 +254,56 @@ def find(
         pages.append([_summary(row, folder) for row in rows])
     if len(pages) == 1:
         return pages[0]
-    merged = heapq.merge(*pages, key=lambda m: m.position, reverse=True)
+    merged = heapq.merge(*pages, key=lambda m: m.position, reverse=not newer)
     return [message for message, _ in zip(merged, range(limit), strict=False)]
+
+
+def thread(
+    session: Session,
+    user_id: int,
+    folder_ids: Iterable[int],
+    message_ids: list[str],
+    limit: int,
+) -> list[MessageSummary]:
+    """
+    The messages of the user's folders C{folder_ids} that belong to the
+    conversation C{message_ids} names (its root first, as in a References
+    field, the message itself last), oldest first, at most C{limit}: those
+    whose Message-ID is one of C{message_ids}, those replying to one of
+    them (In-Reply-To), and those whose References name the root, which
+    every reply down the conversation repeats (RFC 5322 3.6.4).  Messages
+    marked C{\\Deleted} are left out, as in L{find}.
+
+    The References match is a substring scan of the user's rows in those
+    folders (no index serves it): bounded by the folders' sizes, once per
+    reading of a message.
+    """
+    wanted = set(folder_ids)
+    folders = {f.id: f for f in folder_refs(session, user_id) if f.id in wanted}
+    ids = [i for i in dict.fromkeys(message_ids) if i][:_MAX_THREAD_IDS]
+    if not folders or not ids or limit <= 0:
+        return []
+    root = ids[0]
+    statement = (
+        select(*_COLUMNS)
+        .where(
+            Message.folder_id.in_(list(folders)),
+            Message.deleted.is_(False),
+            or_(
+                Message.message_id.in_(ids),
+                Message.in_reply_to.in_(ids),
+                Message.references.like("%" + _escape_like(root) + "%", escape="\\"),
+            ),
+        )
+        .order_by(Message.internal_date, Message.id)
+        .limit(limit)
+    )
+    rows = session.connection().execute(statement)
+    return [_summary(row, folders[int(row[1])]) for row in rows]
+
+
+#: Message-ids of a conversation looked up at most (a References field's worth).
+_MAX_THREAD_IDS = 50
 
 
 def locate(session: Session, user_id: int, folder_id: int, uid: int) -> MessageSummary | None:
@@ -232,8 +320,8 @@ def locate(session: Session, user_id: int, folder_id: int, uid: int) -> MessageS
 
 
 #: Which criteria a query has: sender, recipient, subject, since, before,
-#: unread, flagged, a position to start after.
-_Shape = tuple[bool, bool, bool, bool, bool, bool, bool, bool]
+#: unread, flagged, how many words, a position to start after.
+_Shape = tuple[bool, bool, bool, bool, bool, bool, bool, int, bool]
 
 
 def _shape(criteria: Criteria, after: Position | None) -> _Shape:
@@ -245,14 +333,19 @@ def _shape(criteria: Criteria, after: Position | None) -> _Shape:
         criteria.before is not None,
         criteria.unread is not None,
         criteria.flagged is not None,
+        len(criteria.words),
         after is not None,
     )
 
 
 @functools.cache
-def _find_statement(dialect: str, shape: _Shape) -> Select[Any]:
-    """The query for criteria of this shape (at most 256 of them, each built once)."""
-    sender, recipient, subject, since, before, unread, flagged, after = shape
+def _find_statement(dialect: str, shape: _Shape, newer: bool = False) -> Select[Any]:
+    """
+    The query for criteria of this shape (each built once; callers bound
+    the number of words): newest first after the position, or (C{newer})
+    oldest first before it.
+    """
+    sender, recipient, subject, since, before, unread, flagged, words, after = shape
     # SQLite's LIKE ignores ASCII case already (and lower() knows no more);
     # ILIKE elsewhere.
     fold = dialect != "sqlite"
@@ -281,7 +374,21 @@ def _find_statement(dialect: str, shape: _Shape) -> Select[Any]:
         conditions.append(Message.seen == bindparam("seen"))
     if flagged:
         conditions.append(Message.flagged == bindparam("flagged"))
-    if after:
+    for n in range(words):
+        columns = (Message.from_, Message.to, Message.cc, Message.subject)
+        conditions.append(or_(*(contains(c, f"word{n}") for c in columns)))
+    if after and newer:
+        conditions.append(Message.internal_date >= bindparam("after_date"))
+        conditions.append(
+            or_(
+                Message.internal_date > bindparam("after_date"),
+                and_(
+                    Message.internal_date == bindparam("after_date"),
+                    Message.id > bindparam("after_id"),
+                ),
+            )
+        )
+    elif after:
         # The "<=" alone is an index range; the OR only breaks ties.
         conditions.append(Message.internal_date <= bindparam("after_date"))
         conditions.append(
@@ -293,10 +400,15 @@ def _find_statement(dialect: str, shape: _Shape) -> Select[Any]:
                 ),
             )
         )
+    order = (
+        (Message.internal_date, Message.id)
+        if newer
+        else (Message.internal_date.desc(), Message.id.desc())
+    )
     return (
         select(*_COLUMNS)
         .where(*conditions)
-        .order_by(Message.internal_date.desc(), Message.id.desc())
+        .order_by(*order)
         .limit(bindparam("limit", type_=Integer))
     )
 
@@ -307,6 +419,8 @@ def _parameters(criteria: Criteria, after: Position | None, limit: int) -> dict[
         value = getattr(criteria, name)
         if value:
             params[name] = "%" + _escape_like(value) + "%"
+    for n, word in enumerate(criteria.words):
+        params[f"word{n}"] = "%" + _escape_like(word) + "%"
     if criteria.since is not None:
         params["since"] = criteria.since
     if criteria.before is not None:

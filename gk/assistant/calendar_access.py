@@ -17,9 +17,17 @@ import datetime
 from dataclasses import dataclass
 
 from icalendar import Calendar
+from twisted.internet.threads import deferToThread
 
 from gk.app import GkApp
-from gk.assistant.calendar_events import EventRef, event_components, parse_calendar
+from gk.assistant.calendar_events import (
+    EventRef,
+    Occurrence,
+    Source,
+    event_components,
+    expand_instances,
+    parse_calendar,
+)
 from gk.assistant.tools import ToolError
 from gk.calendars import calendar_zone
 from gk.collections_service import InvalidObject, QuotaExceeded
@@ -92,6 +100,36 @@ class CalendarAccess:
                 return collection
         known = ", ".join(c.name for c in event_calendars) or "none"
         raise ToolError(f"you have no calendar {name!r}; your calendars are: {known}")
+
+    async def occurrences(
+        self,
+        account: Account,
+        start: datetime.datetime,
+        end: datetime.datetime,
+        default_zone: datetime.tzinfo,
+        only: str | None = None,
+    ) -> list[Occurrence]:
+        """
+        Every occurrence of the account's events (of calendar C{only}, if
+        given) that overlaps [C{start}, C{end}) (aware), recurring events
+        expanded, floating times read in each calendar's zone
+        (L{calendar_zone} with C{default_zone}); sorted by start, then
+        event id.  The expansion runs in a thread (what list_events and
+        the web UI's calendar views show).
+        """
+        zones = {
+            c.id: (c.name, calendar_zone(c, default_zone)) for c in await self.collections(account)
+        }
+        found = await self.calendars.events_between(account, start, end)
+        sources = [
+            Source(EventRef(zones[o.collection_id][0], o.name), o.data, zones[o.collection_id][1])
+            for o in found
+            if o.collection_id in zones and only in (None, zones[o.collection_id][0])
+        ]
+        if not sources:
+            return []
+        occurrences: list[Occurrence] = await deferToThread(expand_instances, sources, start, end)
+        return occurrences
 
     async def load(
         self, account: Account, ref: EventRef, default_zone: datetime.tzinfo

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import datetime
 
-from twisted.internet.threads import deferToThread
-
 from gk.app import GkApp
 from gk.assistant import calendar_slots
 from gk.assistant.arguments import parse_when, rfc3339
@@ -36,10 +34,8 @@ from gk.assistant.calendar_access import CalendarAccess
 from gk.assistant.calendar_drafts import read_addresses
 from gk.assistant.calendar_events import (
     EventRef,
-    Source,
     describe_instance,
     describe_object,
-    expand_instances,
 )
 from gk.assistant.calendar_plans import EventPlanner
 from gk.assistant.calendar_schemas import (
@@ -61,7 +57,6 @@ from gk.assistant.tools import (
     ToolResult,
     render,
 )
-from gk.calendars import calendar_zone
 from gk.dav.scheduling import Scheduler
 
 #: Longest range list_events and find_free_slots look at.
@@ -177,17 +172,7 @@ class _CalendarTools:
         limit = int(arguments.get("limit", 100))
         only = arguments.get("calendar")
         wanted = (await self.access.calendar(account, only)).name if only else None
-        zones = {
-            c.id: (c.name, calendar_zone(c, context.timezone))
-            for c in await self.access.collections(account)
-        }
-        found = await self.app.calendars.events_between(account, start, end)
-        sources = [
-            Source(EventRef(zones[o.collection_id][0], o.name), o.data, zones[o.collection_id][1])
-            for o in found
-            if o.collection_id in zones and wanted in (None, zones[o.collection_id][0])
-        ]
-        occurrences = await deferToThread(expand_instances, sources, start, end)
+        occurrences = await self.access.occurrences(account, start, end, context.timezone, wanted)
         events = [describe_instance(o, context.timezone, [account.email]) for o in occurrences]
         return _result(
             {

@@ -52,6 +52,7 @@ from gk.web.bearer import BearerAuthenticator
 from gk.web.sessions import WebSessions
 from gk.web.site import build_site
 from gk.web.ui import WebParts, build_web_ui
+from gk.web.views.settings_autoconfig import AutoconfigResource
 from gk.ws.assistant_commands import AssistantCommands
 from gk.ws.commands import LiveCommands
 from gk.ws.hub import LiveHub
@@ -75,6 +76,7 @@ def _http_factory(app: GkApp, tree: GkService, implicit_tls: bool) -> IProtocolF
         assistant_problem=tree.assistant.problem,
         ui=tree.web_ui().pages,
         static=tree.web_ui().static,
+        autoconfig=AutoconfigResource(lambda: app.config, app.accounts.list_domains),
     )
 
 

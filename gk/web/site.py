@@ -105,6 +105,7 @@ def build_site(
     assistant_problem: Callable[[], Awaitable[str | None]] | None = None,
     ui: IResource | None = None,
     static: IResource | None = None,
+    autoconfig: IResource | None = None,
 ) -> GkSite:
     """
     The site; C{dav} is the CalDAV/CardDAV resource (L{gk.dav.resource}),
@@ -112,7 +113,9 @@ def build_site(
     the WebSocket (L{gk.ws}) at C{/ws}; C{api} the JSON API at C{/api};
     C{mcp} the MCP endpoint (L{gk.mcp}) at C{/mcp}, with C{mcp_metadata}
     (its RFC 9728 document) under C{/.well-known/oauth-protected-resource};
-    C{ui} the web UI's pages (every other path) with its files at C{static}.
+    C{ui} the web UI's pages (every other path) with its files at C{static};
+    C{autoconfig} mail clients' autoconfiguration (L{gk.web.views.settings_autoconfig})
+    at C{/.well-known/autoconfig}.
     """
     root = RootResource(ui)
     if static is not None:
@@ -135,6 +138,8 @@ def build_site(
     if mcp_metadata is not None:
         # RFC 9728 protected-resource metadata, where a 401 from /mcp points.
         well_known.putChild(b"oauth-protected-resource", mcp_metadata)
+    if autoconfig is not None:
+        well_known.putChild(b"autoconfig", autoconfig)
     return GkSite(root, metrics)
 
 

@@ -35,6 +35,7 @@ from gk.errors import GkError
 if TYPE_CHECKING:
     from gk.app import GkApp
     from gk.config import Config
+    from gk.delivery.dns_records import Entry
     from gk.storage.accounts import Credential
 
 
@@ -288,15 +289,28 @@ async def domain_delete(app: GkApp, args: argparse.Namespace) -> None:
     the config file is refused: gk would add it again at the next start.
     """
     from gk.accounts import normalize_domain
-    from gk.storage.accounts import AccountError
 
     name = normalize_domain(args.domain)
-    if name in (normalize_domain(d) for d in app.config.server.domains):
+    refuse_config_domain(app.config, name)
+    await app.accounts.delete_domain(name)
+    print(f"deleted domain {name}")
+
+
+def refuse_config_domain(config: Config, name: str) -> None:
+    """
+    Refuse to delete C{name} (normalised) when it is one of C{[server]
+    domains}: gk would add it again at the next start.  The web admin
+    shares this rule.
+
+    @raise gk.storage.accounts.AccountError: it is.
+    """
+    from gk.accounts import normalize_domain
+    from gk.storage.accounts import AccountError
+
+    if name in (normalize_domain(d) for d in config.server.domains):
         raise AccountError(
             f"domain {name} is in [server] domains of the config file; remove it there first"
         )
-    await app.accounts.delete_domain(name)
-    print(f"deleted domain {name}")
 
 
 # -- online: API tokens and app passwords -----------------------------------------
@@ -350,9 +364,7 @@ async def app_password_revoke(app: GkApp, args: argparse.Namespace) -> None:
 
 async def queue_list(app: GkApp, args: argparse.Namespace) -> None:
     """One line per message, then one indented line per recipient."""
-    from gk.storage import queue_store
-
-    entries = await app.db.read(queue_store.list_queue)
+    entries = await app.queue.entries()
     if not entries:
         print("the queue is empty")
         return
@@ -372,27 +384,24 @@ async def queue_retry(app: GkApp, args: argparse.Namespace) -> None:
     Make a message's deferred recipients due now; the running server takes
     them at its next round (within a minute).
     """
-    from gk.storage import queue_store
+    from gk.queue import NotQueued, normalize_queue_id
 
-    queue_id = args.queue_id.strip().upper()
-    now = datetime.datetime.now(datetime.UTC)
+    queue_id = normalize_queue_id(args.queue_id)
     try:
-        count = await app.db.write(lambda s: queue_store.retry_now(s, queue_id, now))
-    except LookupError:
-        raise GkError(f"no message {queue_id} in the queue (see: gk queue list)") from None
+        count = await app.queue.retry_now(queue_id)
+    except NotQueued as e:
+        raise GkError(f"{e} (see: gk queue list)") from None
     print(f"{queue_id}: {count} deferred recipient(s) due now")
 
 
 async def queue_delete(app: GkApp, args: argparse.Namespace) -> None:
     """Remove a message and its spool file; it is not delivered, nobody is told."""
-    from gk.storage import queue_store
+    from gk.queue import NotQueued
 
-    queue_id = args.queue_id.strip().upper()
     try:
-        await app.db.write(lambda s: queue_store.delete_queued(s, queue_id))
-    except LookupError:
-        raise GkError(f"no message {queue_id} in the queue (see: gk queue list)") from None
-    app.queue.path_of(queue_id).unlink(missing_ok=True)
+        queue_id = await app.queue.delete(args.queue_id)
+    except NotQueued as e:
+        raise GkError(f"{e} (see: gk queue list)") from None
     print(f"{queue_id}: deleted")
 
 
@@ -430,11 +439,21 @@ async def dkim_keygen(app: GkApp, args: argparse.Namespace) -> None:
 
 async def dns(app: GkApp, args: argparse.Namespace) -> None:
     """Print every record to publish for a local domain, as zone-file lines."""
-    from gk.delivery.dkim_sign import key_directory, read_keys
-    from gk.delivery.dns_records import domain_records, zone_lines
+    from gk.delivery.dns_records import zone_lines
 
     domain = await _local_domain(app, args.domain)
-    keys, problems = read_keys(key_directory(app.config.server.data_dir), domain)
-    entries = domain_records(domain, app.config, keys, [str(p) for p in problems])
-    for line in zone_lines(entries):
+    for line in zone_lines(dns_entries(app.config, domain)):
         print(line)
+
+
+def dns_entries(config: Config, domain: str) -> list[Entry]:
+    """
+    The records (and comments) to publish for the local domain C{domain}
+    (normalised), with its DKIM keys as they are on disk now: what C{gk
+    dns} prints and the web admin shows.  Blocking (reads the key files).
+    """
+    from gk.delivery.dkim_sign import key_directory, read_keys
+    from gk.delivery.dns_records import domain_records
+
+    keys, problems = read_keys(key_directory(config.server.data_dir), domain)
+    return domain_records(domain, config, keys, [str(p) for p in problems])

@@ -12,6 +12,7 @@ the queue (MX routing, retries, bounces) builds on these rows.
 
 from __future__ import annotations
 
+import datetime
 import os
 import secrets
 import time
@@ -21,9 +22,11 @@ from pathlib import Path
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
+from gk.errors import GkError
 from gk.storage import queue_store
 from gk.storage.database import Database
 from gk.storage.maildir import fsync_dir
+from gk.storage.queue_store import QueueEntry
 
 
 def new_queue_id() -> str:
@@ -33,6 +36,21 @@ def new_queue_id() -> str:
 
 #: A spool file with no row older than this is a dead enqueue.
 STALE_SPOOL_SECONDS = 3600
+#: Longest queue id looked up (ids from L{new_queue_id} have 16 characters).
+MAX_QUEUE_ID = 64
+
+
+class NotQueued(GkError):
+    """No message with that queue id is in the queue."""
+
+    def __init__(self, queue_id: str) -> None:
+        super().__init__(f"no message {queue_id} in the queue")
+        self.queue_id = queue_id
+
+
+def normalize_queue_id(text: str) -> str:
+    """A queue id as typed or pasted (spaces, lower case) in its stored form."""
+    return text.strip().upper()[:MAX_QUEUE_ID]
 
 
 class DeliveryQueue:
@@ -131,6 +149,49 @@ class DeliveryQueue:
 
     async def counts(self) -> dict[str, int]:
         return await self.db.read(queue_store.count_by_state)
+
+    # -- the operator's actions (gk queue, the web admin) ----------------------
+
+    async def entries(self) -> list[QueueEntry]:
+        """Every queued message with each recipient's state, oldest first."""
+        return await self.db.read(queue_store.list_queue)
+
+    async def retry_now(self, queue_id: str) -> int:
+        """
+        Make the deferred recipients of message C{queue_id} due now, and
+        wake the delivery worker of this process (if it runs here; another
+        process's worker takes them at its next round).
+
+        @param queue_id: as typed (see L{normalize_queue_id}).
+        @raise NotQueued: no such message.
+        @return: how many recipients were deferred (pending ones are due already).
+        """
+        queue_id = normalize_queue_id(queue_id)
+        now = datetime.datetime.now(datetime.UTC)
+        try:
+            count = await self.db.write(lambda s: queue_store.retry_now(s, queue_id, now))
+        except LookupError:
+            raise NotQueued(queue_id) from None
+        if count and self.on_enqueue is not None:
+            self.on_enqueue()
+        return count
+
+    async def delete(self, queue_id: str) -> str:
+        """
+        Remove message C{queue_id} and its spool file: it is not delivered
+        and nobody is told (no bounce), as C{gk queue delete} does.
+
+        @param queue_id: as typed (see L{normalize_queue_id}).
+        @raise NotQueued: no such message.
+        @return: the normalised queue id.
+        """
+        queue_id = normalize_queue_id(queue_id)
+        try:
+            await self.db.write(lambda s: queue_store.delete_queued(s, queue_id))
+        except LookupError:
+            raise NotQueued(queue_id) from None
+        await deferToThread(self.path_of(queue_id).unlink, missing_ok=True)
+        return queue_id
 
     def clean_spool(self, now: float | None = None) -> int:
         """

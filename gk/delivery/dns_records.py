@@ -5,7 +5,8 @@ and their zone-file lines.
 Nothing here does I/O: L{domain_records} builds the list from the config
 and the domain's DKIM keys (read by the caller), L{zone_lines} turns it
 into lines an operator pastes into a zone file or reads off into a DNS
-provider's form.
+provider's form.  L{check_records} compares the list with what DNS says,
+through the L{Lookups} the caller hands it (blocking: run it in a thread).
 
 Which records and why:
 
@@ -33,11 +34,14 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import urlsplit
+
+import dns.rdata
 
 from gk.config import Config
 from gk.delivery.dkim_sign import DKIMKey
-from gk.mailauth.resolver import a_label
+from gk.mailauth.resolver import DNSTempError, Lookups, a_label
 
 #: Time to live of every record: an hour, short enough to fix a mistake soon.
 DEFAULT_TTL = 3600
@@ -342,3 +346,118 @@ def zone_lines(entries: Iterable[Entry], ttl: int = DEFAULT_TTL) -> list[str]:
         f"; {entry.text}" if isinstance(entry, Comment) else zone_line(entry, ttl)
         for entry in entries
     ]
+
+
+# -- what DNS says now ----------------------------------------------------------
+
+#: C{match}: DNS has the record; C{differs}: DNS has records of that kind at
+#: the name, none equal to it; C{missing}: none at all; C{failed}: the
+#: lookup itself failed (timeout, SERVFAIL), nothing is known.
+CheckStatus = Literal["match", "differs", "missing", "failed"]
+
+
+@dataclass(frozen=True)
+class RecordCheck:
+    """
+    One record to publish and what DNS answered for it.
+
+    @ivar found: for C{differs}, the values found that stand in its place
+        (in the form of L{Record.value}).
+    @ivar error: for C{failed}, why.
+    """
+
+    record: Record
+    status: CheckStatus
+    found: tuple[str, ...] = ()
+    error: str = ""
+
+
+def _squeeze(text: str) -> str:
+    return " ".join(text.split())
+
+
+def normalize_value(record_type: str, value: str) -> str:
+    """
+    C{value} in the form two values are compared in: whitespace runs as
+    one space; for TXT tag lists (C{v=DKIM1; k=rsa; p=...}) no space around
+    C{;} and C{=} and no final C{;}; other types in lower case (host names
+    are case-insensitive and carry their final dot).
+    """
+    if record_type != "TXT":
+        return _squeeze(value).lower()
+    text = _squeeze(value)
+    text = re.sub(r"\s*;\s*", ";", text)
+    if text.startswith("v=") or "=" in text.split(";")[0]:
+        text = re.sub(r"\s*=\s*", "=", text)
+    return text.rstrip(";")
+
+
+def txt_kind(value: str) -> str:
+    """
+    What a TXT value is, to tell which records at a name stand for which:
+    its version tag (C{v=spf1}, C{v=DKIM1}, C{v=DMARC1}...) in lower case;
+    C{v=dkim1} too for a key record without the optional version tag (it
+    has a C{p=} tag, RFC 6376 3.6.1); else its first tag's name (C{path});
+    else the empty string.
+    """
+    tags = [tag.split(" ")[0] for tag in normalize_value("TXT", value).split(";")]
+    names = [tag.partition("=")[0].lower() for tag in tags if "=" in tag]
+    if not names:
+        return ""
+    if names[0] == "v":
+        return "v=" + tags[0].partition("=")[2].lower()
+    return "v=dkim1" if "p" in names else names[0]
+
+
+def rdata_value(record_type: str, rdata: dns.rdata.Rdata) -> str:
+    """An answer's record in the form of L{Record.value} (TXT strings joined, UTF-8)."""
+    if record_type == "TXT":
+        strings: Iterable[bytes] = getattr(rdata, "strings", ())
+        return b"".join(strings).decode("utf-8", "replace")
+    return rdata.to_text()
+
+
+def compare(record: Record, found: Sequence[str]) -> RecordCheck:
+    """
+    L{RecordCheck} of C{record} against the values DNS returned for its
+    name and type.  Several records of a type may share a name (a backup
+    MX, a site-verification TXT next to SPF): it is a match when one of
+    them is equal; for TXT only records of the same kind (L{txt_kind})
+    count, so an unrelated TXT record neither matches nor differs.
+    """
+    expected = normalize_value(record.type, record.value)
+    candidates = list(found)
+    if record.type == "TXT":
+        kind = txt_kind(record.value)
+        candidates = [value for value in found if txt_kind(value) == kind]
+    if any(normalize_value(record.type, value) == expected for value in candidates):
+        return RecordCheck(record, "match")
+    if candidates:
+        return RecordCheck(record, "differs", tuple(candidates))
+    return RecordCheck(record, "missing")
+
+
+def check_records(lookups: Lookups, records: Iterable[Record]) -> list[RecordCheck]:
+    """
+    What DNS says about each of C{records}, in their order (blocking).
+
+    Each name and type is asked once, all within the budget of C{lookups};
+    a lookup that fails (the budget spent, a nameserver failing) makes
+    its records C{failed} and the others are still asked.
+    """
+    answers: dict[tuple[str, str], list[str] | DNSTempError] = {}
+    checks: list[RecordCheck] = []
+    for record in records:
+        key = (record.name, record.type)
+        if key not in answers:
+            try:
+                rdatas = lookups.query(record.name + ".", record.type)
+                answers[key] = [rdata_value(record.type, r) for r in rdatas]
+            except DNSTempError as e:
+                answers[key] = e
+        answer = answers[key]
+        if isinstance(answer, DNSTempError):
+            checks.append(RecordCheck(record, "failed", error=str(answer)))
+        else:
+            checks.append(compare(record, answer))
+    return checks

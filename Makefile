@@ -37,6 +37,8 @@ APT_PACKAGES := chromium fonts-dejavu-core
 PG_TEST_URL := postgresql+psycopg://postgres@127.0.0.1:5432/test
 
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): the suite is mostly CPU-bound, one per core.
+PYTEST_WORKERS ?= 2
 
 .PHONY: help run test lint pytest install venv apt-deps clean
 
@@ -186,7 +188,7 @@ pytest: install $(VDIRSYNCER)
 		fi; \
 	fi; \
 	set -x; \
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test: lint pytest
 

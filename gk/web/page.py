@@ -262,19 +262,19 @@ class WebUIResource(Resource):
             return self._error(request, session, e.status, e.message)
 
     async def _dispatch(self, request: Request, session: WebSession | None) -> Reply:
-        path = urllib.parse.unquote(request.path.decode("ascii", "replace"))
-        segments = path.strip("/").split("/")
+        path = request.path.decode("ascii", "replace")
+        # Split first, then decode: an escaped "/" stays inside its segment.
+        segments = [urllib.parse.unquote(s) for s in path.strip("/").split("/")]
         method = request.method.decode("ascii", "replace").upper()
         if method == "HEAD":
             method = "GET"
         matches = [
             (p, m) for p in self.pages if (m := match_segments(p.pattern, segments)) is not None
         ]
-        if session is None and not any(p.public for p, _ in matches):
-            # Signed out, every page but the public ones leads to the sign-in.
-            return self._sign_in_first(request)
         if not matches:
             raise PageError(404, "There is no such page.")
+        if session is None and not any(p.public for p, _ in matches):
+            return self._sign_in_first(request)
         chosen = next(((p, m) for p, m in matches if p.method == method), None)
         if chosen is None:
             raise PageError(405, "This page does not take that kind of request.")

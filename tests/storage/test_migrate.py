@@ -40,6 +40,7 @@ TABLES = {
     "vanished_messages",
     "queued_recipients",
     "users",
+    "web_sessions",
 }
 
 

@@ -170,6 +170,9 @@ async def test_clients_get_their_settings_from_the_profile_and_autoconfig(web: W
     )
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("application/xml")
+    # Thunderbird also asks http://autoconfig.DOMAIN/mail/config-v1.1.xml.
+    other = await in_thread(lambda: anonymous.get("/mail/config-v1.1.xml"))
+    assert other.status_code == 200 and other.content == answer.content
     provider = ET.fromstring(answer.content).find("emailProvider")
     assert provider is not None
     assert [d.text for d in provider.findall("domain")] == ["example.test"]

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from gk.accounts import check_password_strength
 from gk.security.events import AuthOutcome
 from gk.storage.accounts import Account, AccountError, AlreadyExists, NotFound
-from gk.web.client_setup import MOBILECONFIG_TYPE, client_setup, mobileconfig
+from gk.web.client_setup import MOBILECONFIG_TYPE, autoconfig_xml, client_setup, mobileconfig
 from gk.web.page import Page, PageCall, PageError, Reply, page, redirect
 from gk.web.sessions import WebSession
 from gk.web.views.settings_devices import device_name
@@ -90,7 +90,20 @@ class SettingsPages:
             page("POST", "/settings/tokens", self.create_token),
             page("POST", "/settings/tokens/{name}/revoke", self.revoke_token),
             page("GET", "/settings/apple.mobileconfig", self.apple_profile),
+            # Thunderbird's other address for the same document, on the
+            # autoconfig.DOMAIN host that `gk dns` publishes (no sign-in).
+            page("GET", "/mail/config-v1.1.xml", self.autoconfig, public=True),
         ]
+
+    async def autoconfig(self, call: PageCall) -> Reply:
+        """The autoconfig document, as at C{/.well-known/autoconfig/mail/config-v1.1.xml}."""
+        config = self.app.config
+        domains = [*config.server.domains, *await self.app.accounts.list_domains()]
+        body = autoconfig_xml(client_setup(config), domains)
+        reply = Reply(200, body, "application/xml; charset=utf-8")
+        reply.headers["Cache-Control"] = "public, max-age=300"
+        reply.headers["Access-Control-Allow-Origin"] = "*"
+        return reply
 
     # -- the page ----------------------------------------------------------------------
 

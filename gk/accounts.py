@@ -280,6 +280,15 @@ class AccountService(Service):
         password_hash = await self._hash(passwords.hash_password, password)
         await self.db.write(lambda s: store.set_password_hash(s, address, password_hash))
 
+    async def set_admin(self, email: str, is_admin: bool) -> Account:
+        """
+        Give or take administration rights; the account as it now is.
+
+        @raise NotFound: no such user.
+        """
+        address = normalize_address(email)
+        return await self.db.write(lambda s: store.set_admin(s, address, is_admin))
+
     async def authenticate(self, email: str, password: str) -> Account | None:
         """
         The account if C{password} is its password or one of its app

@@ -185,6 +185,16 @@ def set_quota(session: Session, email: str, quota_bytes: int | None) -> None:
     user.quota_bytes = quota_bytes
 
 
+def set_admin(session: Session, email: str, is_admin: bool) -> Account:
+    """Make C{email} an administrator or not; the account as it now is."""
+    user = session.scalar(select(User).where(User.email == email))
+    if user is None:
+        raise NotFound(f"no user {email}")
+    user.is_admin = is_admin
+    session.flush()
+    return _account(user)
+
+
 # -- aliases -------------------------------------------------------------
 
 

@@ -132,6 +132,21 @@ async def test_admin_creates_resets_and_deletes_accounts(web: WebServer) -> None
     assert await web.app.accounts.authenticate("dave@example.test", chosen) is not None
     assert await web.app.accounts.authenticate("dave@example.test", password) is None
 
+    promoted = await in_thread(
+        lambda: alice.post("/admin/users/role", {"email": "dave@example.test", "admin": "yes"})
+    )
+    assert promoted.status_code == 200 and "is now an administrator" in promoted.text
+    dave = await web.client(None)
+    await in_thread(lambda: dave.login("dave@example.test", chosen))
+    assert (await in_thread(lambda: dave.get("/admin"))).status_code == 200
+    await in_thread(
+        lambda: alice.post("/admin/users/role", {"email": "dave@example.test", "admin": "no"})
+    )
+    assert (await in_thread(lambda: dave.get("/admin"))).status_code == 404
+    own = await in_thread(lambda: alice.post("/admin/users/role", {"email": ALICE, "admin": "no"}))
+    assert own.status_code == 409 and "cannot change your own role" in alert(own.text)
+    assert (await web.app.accounts.get_user(ALICE)).is_admin  # type: ignore[union-attr]
+
     bob = await web.client(BOB)
     unconfirmed = await in_thread(lambda: alice.post("/admin/users/delete", {"email": BOB}))
     assert unconfirmed.status_code == 200 and f"Delete {BOB}?" in unconfirmed.text

@@ -71,6 +71,7 @@ class AdminPages:
                 ("POST", "/admin/users", self.create_user),
                 ("GET", "/admin/users/manage", self.manage_user),
                 ("POST", "/admin/users/password", self.reset_password),
+                ("POST", "/admin/users/role", self.set_role),
                 ("GET", "/admin/users/delete", self.confirm_delete_user),
                 ("POST", "/admin/users/delete", self.delete_user),
                 ("GET", "/admin/aliases", self.aliases),
@@ -187,6 +188,21 @@ class AdminPages:
             secret="" if given else password,
             secret_for=account.email,
         )
+
+    async def set_role(self, call: PageCall) -> Reply:
+        """Make a user an administrator or not (never oneself: one admin always stays)."""
+        account = await self._target(call, _field(call, "email"))
+        wanted = call.form.get("admin") == "yes"
+        if account.id == call.account.id:
+            return await self._manage_page(
+                call,
+                account,
+                409,
+                error="You cannot change your own role; another administrator can.",
+            )
+        changed = await self.accounts.set_admin(account.email, wanted)
+        role = "an administrator" if wanted else "a user"
+        return await self._manage_page(call, changed, notice=f"{changed.email} is now {role}.")
 
     def _delete_refusal(self, call: PageCall, account: Account) -> str:
         """

@@ -157,10 +157,19 @@ class Page:
     handler: Handler
     #: Served without a session (the sign-in page).
     public: bool = False
+    #: Whether the signed-in user may know the page exists at all; if not,
+    #: every request to it answers 404, before any other check.
+    visible: Callable[[WebSession], bool] | None = None
 
 
-def page(method: str, path: str, handler: Handler, public: bool = False) -> Page:
-    return Page(method, tuple(path.strip("/").split("/")), handler, public)
+def page(
+    method: str,
+    path: str,
+    handler: Handler,
+    public: bool = False,
+    visible: Callable[[WebSession], bool] | None = None,
+) -> Page:
+    return Page(method, tuple(path.strip("/").split("/")), handler, public, visible)
 
 
 class WebUI:
@@ -275,6 +284,8 @@ class WebUIResource(Resource):
             raise PageError(404, "There is no such page.")
         if session is None and not any(p.public for p, _ in matches):
             return self._sign_in_first(request)
+        if session is not None and any(p.visible and not p.visible(session) for p, _ in matches):
+            raise PageError(404, "There is no such page.")
         chosen = next(((p, m) for p, m in matches if p.method == method), None)
         if chosen is None:
             raise PageError(405, "This page does not take that kind of request.")

@@ -76,6 +76,11 @@ async def test_admin_pages_answer_404_to_everyone_but_administrators(web: WebSer
     for path, data in posts.items():
         answer = await in_thread(lambda path=path, data=data: bob.post(path, data))
         assert answer.status_code == 404, path
+        # Without his CSRF token too: 404, not a 403 that says the page exists.
+        tokenless = await in_thread(
+            lambda path=path, data=data: bob.post(path, {**data, "csrf": ""})
+        )
+        assert (tokenless.status_code, tokenless.text) == (404, unknown.text), path
     assert await web.app.accounts.get_user("mallory@example.test") is None
     assert await web.app.accounts.get_user(CAROL) is not None
     assert await web.app.accounts.authenticate(ALICE, PASSWORD) is not None

@@ -21,6 +21,7 @@ from typing import Any
 from gk.errors import GkError
 from gk.storage.accounts import Account, AlreadyExists, NotFound
 from gk.web.page import Handler, Page, PageCall, PageError, Reply, page
+from gk.web.sessions import WebSession
 
 #: What a non-admin is told, word for word what an unknown page says.
 NOT_FOUND = "There is no such page."
@@ -54,18 +55,25 @@ async def _method_not_allowed(call: PageCall) -> Reply:
     raise PageError(405, "This page does not take that kind of request.")
 
 
+def _is_admin(session: WebSession) -> bool:
+    # Checked before the CSRF token: a non-admin learns nothing, not even 403.
+    return session.account.is_admin
+
+
 def admin_pages(routes: Sequence[tuple[str, str, Handler]]) -> list[Page]:
     """
     The L{Page}s of C{routes} (method, path, handler), each behind
     L{guarded}; every path also answers the methods of L{METHODS} it has
     no handler for: 404 to a non-admin, 405 to an administrator.
     """
-    pages = [page(method, path, guarded(handler)) for method, path, handler in routes]
+    pages = [
+        page(method, path, guarded(handler), visible=_is_admin) for method, path, handler in routes
+    ]
     taken = {(method, path) for method, path, _handler in routes}
     for path in dict.fromkeys(path for _method, path, _handler in routes):
         for method in METHODS:
             if (method, path) not in taken:
-                pages.append(page(method, path, guarded(_method_not_allowed)))
+                pages.append(page(method, path, guarded(_method_not_allowed), visible=_is_admin))
     return pages
 
 

@@ -312,17 +312,24 @@ def account_if_credential_current(
     when that is L{None}, it still has the app password C{app_password_digest}:
     whether a password checked earlier would still pass (read-only).
     """
-    user = session.get(User, user_id)
-    if user is None:
+    # Columns, not an ORM object: this runs on every DAV request.
+    row = session.execute(
+        select(
+            User.id, User.email, User.is_admin, User.quota_bytes, User.created,
+            User.password_hash,
+        ).where(User.id == user_id)
+    ).one_or_none()  # fmt: skip
+    if row is None:
         return None
+    account = Account(row.id, row.email, row.is_admin, row.quota_bytes, row.created)
     if password_hash is not None:
-        return _account(user) if user.password_hash == password_hash else None
+        return account if row.password_hash == password_hash else None
     found = session.scalar(
         select(AppPassword.id).where(
             AppPassword.user_id == user_id, AppPassword.secret_hash == app_password_digest
         )
     )
-    return _account(user) if found is not None else None
+    return account if found is not None else None
 
 
 def user_by_token(session: Session, digest: str) -> Account | None:

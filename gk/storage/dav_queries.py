@@ -196,7 +196,10 @@ def event_entries(
     ).where(DavObject.collection_id == collection_id, overlaps(start, end))
     if component is not None:
         query = query.where(DavObject.component == component)
-    return [
+    # Sorted here, not by the database: an ORDER BY name would make SQLite
+    # walk the (collection_id, name) key and read every wide row instead of
+    # the covering ix_dav_objects_event_entries.
+    entries = [
         EventEntry(
             row.name,
             row.etag,
@@ -208,8 +211,10 @@ def event_entries(
             bool(row.recurring),
             bytes(row.data) if with_data else None,
         )
-        for row in session.execute(query.order_by(DavObject.name))
+        for row in session.execute(query)
     ]
+    entries.sort(key=lambda entry: entry.name)
+    return entries
 
 
 def card_entries(session: Session, collection_id: int, *, with_data: bool) -> list[CardEntry]:

@@ -9,6 +9,7 @@ test compares these models with the newest migration.  Types stay portable
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -67,6 +68,25 @@ class UTCDateTime(TypeDecorator[datetime.datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=datetime.UTC)
         return value.astimezone(datetime.UTC)
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+        # SQLite keeps the naive UTC text SQLAlchemy wrote ("2026-11-21
+        # 10:00:00.000000"): one C-level parse instead of two layers of
+        # processors, which were a sixth of a 1,000-event calendar query.
+        parse = datetime.datetime.fromisoformat
+        utc = datetime.UTC
+
+        def process(value: str | None) -> datetime.datetime | None:
+            if value is None:
+                return None
+            parsed = parse(value)
+            if parsed.tzinfo is None:
+                return parsed.replace(tzinfo=utc)
+            return parsed.astimezone(utc)
+
+        return process
 
 
 class Base(DeclarativeBase):
@@ -337,6 +357,13 @@ class DavCollection(Base):
     created: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+#: The columns of L{DavObject}'s covering index for time-range reports.
+EVENT_ENTRY_COLUMNS = (
+    "collection_id", "component", "range_end", "range_start", "name", "etag", "size",
+    "modified", "recurring",
+)  # fmt: skip
+
+
 class DavObject(Base):
     """
     One calendar object or vCard resource: its bytes and what queries need
@@ -351,6 +378,9 @@ class DavObject(Base):
         Index("ix_dav_objects_collection_id_uid", "collection_id", "uid", unique=True),
         Index("ix_dav_objects_collection_id_revision", "collection_id", "revision"),
         Index("ix_dav_objects_collection_id_range_end", "collection_id", "range_end"),
+        # Covers what a time-range report reads of each event (dav_queries.
+        # event_entries): the wide rows, bodies inline, stay unread.
+        Index("ix_dav_objects_event_entries", *EVENT_ENTRY_COLUMNS),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -6,6 +6,8 @@ notification.
 
 from __future__ import annotations
 
+import asyncio
+
 from playwright.async_api import Browser, Page, expect
 
 from tests.web.browser import browser_test, chromium, new_context, sign_in, socket_ready
@@ -53,6 +55,26 @@ async def test_two_people_chat_live_and_the_absent_one_is_notified(
         await say(bob, "Yes, <b>all green</b>")
         await expect(alice.locator("#chat-log")).to_contain_text("Yes, <b>all green</b>")
         await expect(bob.locator("#chat-log")).to_contain_text("Yes, <b>all green</b>")
+
+        # Alice edits her question; Bob sees the change live and reacts to it.
+        asked = alice.locator(".chat-line.mine", has_text="is the deploy done?")
+        question = alice.locator(f"#{await asked.get_attribute('id')}")
+        alice.once("dialog", lambda d: asyncio.ensure_future(d.accept("Is the deploy done now?")))
+        await question.hover()
+        await question.get_by_role("button", name="Edit").click()
+        edited = bob.locator(".chat-line", has_text="Is the deploy done now?")
+        await expect(edited.locator(".edited")).to_have_text("(edited)")
+        await edited.hover()
+        await edited.get_by_role("button", name="👍").click()
+        await expect(question.locator(".reaction")).to_have_text("👍 1")
+        # Bob's own extra line, deleted: gone for Alice too.
+        await say(bob, "typo, ignore")
+        mistake = bob.locator(".chat-line.mine", has_text="typo, ignore")
+        bob.once("dialog", lambda d: asyncio.ensure_future(d.accept()))
+        await mistake.hover()
+        await mistake.get_by_role("button", name="Delete").click()
+        await expect(alice.locator("#chat-log")).not_to_contain_text("typo, ignore")
+        await expect(alice.locator(".chat-line.deleted")).to_have_count(1)
 
         await bob.goto(web.base_url + "/settings")
         await socket_ready(bob)

@@ -120,7 +120,49 @@
       edited.textContent = "(edited)";
       node.append(" ", edited);
     }
+    var reactions = message.reactions || {};
+    var emojis = Object.keys(reactions);
+    if (emojis.length && !message.deleted) {
+      var box = document.createElement("span");
+      box.className = "reactions";
+      emojis.forEach(function (emoji) {
+        var people = reactions[emoji] || [];
+        var button = document.createElement("button");
+        button.type = "button";
+        button.className = "reaction" + (people.indexOf(me) >= 0 ? " on" : "");
+        button.dataset.emoji = emoji;
+        button.title = people.join(", ");
+        button.setAttribute("aria-pressed", people.indexOf(me) >= 0 ? "true" : "false");
+        button.textContent = emoji + " " + people.length;
+        box.appendChild(button);
+      });
+      node.append(" ", box);
+    }
+    decorate(node);
     return node;
+  }
+
+  // The actions on a message: react to any, edit or delete one's own.
+  function actionButton(label, action, title) {
+    var button = document.createElement("button");
+    button.type = "button";
+    button.className = "msg-action link";
+    button.dataset.action = action;
+    button.textContent = label;
+    button.title = title;
+    return button;
+  }
+
+  function decorate(node) {
+    if (node.classList.contains("deleted") || node.querySelector(".msg-actions")) return;
+    var actions = document.createElement("span");
+    actions.className = "msg-actions";
+    actions.appendChild(actionButton("👍", "react", "React with 👍"));
+    if (node.classList.contains("mine")) {
+      actions.appendChild(actionButton("Edit", "edit", "Edit your message"));
+      actions.appendChild(actionButton("Delete", "delete", "Delete your message"));
+    }
+    node.append(" ", actions);
   }
 
   function nearBottom() {
@@ -179,7 +221,7 @@
   gk.on(function (name, data) {
     var here = live && data.room_id === room;
     if (name === "chat.message.posted" || name === "chat.message.edited" ||
-        name === "chat.message.deleted") {
+        name === "chat.message.deleted" || name === "chat.reaction.changed") {
       var message = data.message || {};
       if (here && message.id) {
         show(message);
@@ -200,6 +242,31 @@
   document.addEventListener("gk:connected", refreshRooms);
 
   if (!section || !log) return;
+
+  log.querySelectorAll(".chat-line").forEach(decorate);
+  log.addEventListener("click", function (event) {
+    var button = event.target.closest("button");
+    var node = button && button.closest(".chat-line");
+    if (!node || !gk.ready()) return;
+    var id = Number(node.dataset.id);
+    var done = function (message) { show(message); problem(""); };
+    var failed = function (err) { problem((err && err.message) || "That did not work."); };
+    if (button.classList.contains("reaction")) {
+      var on = !button.classList.contains("on");
+      gk.send("chat.react", { message_id: id, emoji: button.dataset.emoji, on: on }).then(done, failed);
+    } else if (button.dataset.action === "react") {
+      var mine = node.querySelector('.reaction.on[data-emoji="👍"]');
+      gk.send("chat.react", { message_id: id, emoji: "👍", on: !mine }).then(done, failed);
+    } else if (button.dataset.action === "edit") {
+      var current = node.querySelector(".text").textContent;
+      var text = window.prompt("Edit your message", current);
+      if (text === null || !text.trim() || text === current) return;
+      gk.send("chat.edit", { message_id: id, text: text }).then(done, failed);
+    } else if (button.dataset.action === "delete") {
+      if (!window.confirm("Delete this message for everyone?")) return;
+      gk.send("chat.delete", { message_id: id }).then(done, failed);
+    }
+  });
 
   // -- writing --------------------------------------------------------------------------
   var form = document.getElementById("chat-form");

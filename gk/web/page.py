@@ -59,6 +59,15 @@ class PageError(Exception):
         self.message = message
 
 
+class FormProblem(ValueError):
+    """A form field the user must correct; C{field} is its input's name."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
 @dataclass(frozen=True)
 class Upload:
     """A file sent with a form."""

@@ -4,8 +4,8 @@ the loop that reads client messages and answers them (autobahn's Twisted
 protocol; L{gk.ws.resource} mounts it on the HTTP listener).
 
 The handshake is refused (HTTP 403) when the Origin header is present and
-is not the origin of C{[http] public_url} (or is missing on a
-cookie-authenticated upgrade), and 401 without valid credentials; 429
+is neither the origin of C{[http] public_url} nor that of the Host asked
+for (or is missing on a cookie-authenticated upgrade), and 401 without valid credentials; 429
 when the source is blocked by the brute-force guard or the user has too
 many sockets open.
 
@@ -189,7 +189,7 @@ class LiveSocket(WebSocketServerProtocol):
     async def _accept(self, request: ConnectionRequest) -> None:
         headers = {k.lower(): v for k, v in request.headers.items()}
         origin = headers.get("origin")
-        if origin is not None and origin_of(origin) != self.factory.public_origin:
+        if origin is not None and origin_of(origin) not in self._allowed_origins(headers):
             raise ConnectionDeny(403, "Origin not allowed")
         peer_ip = _peer_ip(request.peer)
         found = await self.factory.authenticate(Upgrade(headers, peer_ip))
@@ -205,6 +205,20 @@ class LiveSocket(WebSocketServerProtocol):
         self.refused = 0
         self.queue: deque[ClientMessage] = deque()
         self.busy = False
+
+    def _allowed_origins(self, headers: dict[str, str]) -> set[str]:
+        """
+        The public URL's origin, and the page's own (the Host asked for):
+        as the web UI's forms, so that a page opened at another name of
+        this server (localhost for 127.0.0.1) still gets its socket.  A
+        foreign page's Origin is its own host, never this one.
+        """
+        allowed = {self.factory.public_origin}
+        host = headers.get("host")
+        if host:
+            secure = bool(getattr(self.transport, "TLS", False))
+            allowed.add(origin_of(f"{'https' if secure else 'http'}://{host}"))
+        return allowed
 
     def onOpen(self) -> None:
         self.opened = True

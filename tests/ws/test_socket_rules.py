@@ -57,6 +57,10 @@ async def test_upgrades_need_a_valid_token_and_the_right_origin(live_server: Liv
         headers={"Authorization": f"Bearer {token}", "Origin": ORIGIN}
     )
     assert (await aio(client.call("hello")))["user"] == ALICE
+    # A page served by this very host (opened by another of its names) too.
+    own = {"Authorization": f"Bearer {token}", "Origin": f"http://127.0.0.1:{live_server.port}"}
+    same_host = await live_server.connect(headers=own)
+    assert (await aio(same_host.call("hello")))["user"] == ALICE
     await live_server.app.accounts.revoke_token(ALICE, "tests")
     assert await refused_status(live_server, {"Authorization": f"Bearer {token}"}) == 401
 

@@ -24,7 +24,7 @@ from icalendar import vRecur
 
 from gk.accounts import InvalidAddress, normalize_address
 from gk.assistant.tools import JSON
-from gk.web.page import Form
+from gk.web.page import Form, FormProblem
 from gk.web.views.calendar_dates import FIRST_YEAR, LAST_YEAR, read_date
 
 REPEATS = ("none", "daily", "weekly", "monthly", "yearly")
@@ -33,15 +33,6 @@ MAX_ATTENDEES, MAX_COUNT = 50, 1000
 _HOUR = datetime.timedelta(hours=1)
 _DAY = datetime.timedelta(days=1)
 _ANGLED = re.compile(r"<([^<>]*)>\s*$")
-
-
-class FormProblem(ValueError):
-    """A field the user must correct; C{field} is its input's name."""
-
-    def __init__(self, message: str, field: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
 
 
 @dataclass

@@ -28,7 +28,7 @@ import re
 from typing import Any
 
 from gk.assistant.calendar_events import EventRef
-from gk.web.page import Page, PageCall, PageError, Reply, page, redirect
+from gk.web.page import FormProblem, Page, PageCall, PageError, Reply, page, redirect
 from gk.web.views.calendar_actions import CalendarActions, Refused, ShownEvent
 from gk.web.views.calendar_dates import (
     DASH,
@@ -43,7 +43,6 @@ from gk.web.views.calendar_fields import (
     REPEATS,
     EventForm,
     EventValues,
-    FormProblem,
     create_arguments,
     read_event,
     update_arguments,

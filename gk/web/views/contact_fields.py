@@ -18,20 +18,11 @@ from dataclasses import dataclass
 
 from gk.assistant.tools import JSON
 from gk.dav.vcard import VCardObject
-from gk.web.page import Form
+from gk.web.page import Form, FormProblem
 
 #: The tools' schema limits (gk.assistant.contact_tools).
 MAX_NAME, MAX_ORGANIZATION, MAX_NOTE = 200, 200, 5000
 MAX_VALUES, MAX_EMAIL, MAX_PHONE = 20, 254, 50
-
-
-class ContactProblem(ValueError):
-    """A field the user must correct; C{field} is its input's name."""
-
-    def __init__(self, message: str, field: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
 
 
 @dataclass
@@ -91,10 +82,10 @@ def read_contact(form: ContactForm) -> ContactValues:
     """
     C{form}, checked for what the tools' schemas would refuse.
 
-    @raise ContactProblem: a field to correct, said for people.
+    @raise FormProblem: a field to correct, said for people.
     """
     if not form.name:
-        raise ContactProblem("Give the contact a name.", "name")
+        raise FormProblem("Give the contact a name.", "name")
     emails, phones = _lines(form.emails), _lines(form.phones)
     checks = (
         (len(form.name) > MAX_NAME, f"The name is too long (at most {MAX_NAME} characters).",
@@ -111,7 +102,7 @@ def read_contact(form: ContactForm) -> ContactValues:
     )  # fmt: skip
     for failed, message, field in checks:
         if failed:
-            raise ContactProblem(message, field)
+            raise FormProblem(message, field)
     return ContactValues(form.name, emails, phones, form.organization, form.note)
 
 
@@ -145,7 +136,7 @@ def update_arguments(contact_id: str, before: ContactValues | None, after: Conta
     return arguments
 
 
-def tool_problem(message: str) -> ContactProblem:
+def tool_problem(message: str) -> FormProblem:
     """A contact tool's refusal, said for people and tied to its field when it names one."""
     text = message.strip()
     for prefix in (
@@ -156,5 +147,5 @@ def tool_problem(message: str) -> ContactProblem:
     labels = {"emails": "E-mail addresses", "phones": "Phone numbers"}
     for key, label in labels.items():
         if text.startswith(key + ":"):
-            return ContactProblem(f"{label}:{text[len(key) + 1 :]}".rstrip(".") + ".", key)
-    return ContactProblem((text[:1].upper() + text[1:]).rstrip(".") + ".")
+            return FormProblem(f"{label}:{text[len(key) + 1 :]}".rstrip(".") + ".", key)
+    return FormProblem((text[:1].upper() + text[1:]).rstrip(".") + ".")

@@ -32,10 +32,9 @@ from gk.contacts import FoundCard
 from gk.dav.vcard import InvalidAddressData, VCardObject, parse_vcard
 from gk.storage import dav_store
 from gk.storage.accounts import Account
-from gk.web.page import Page, PageCall, PageError, Reply, page, redirect
+from gk.web.page import FormProblem, Page, PageCall, PageError, Reply, page, redirect
 from gk.web.views.contact_fields import (
     ContactForm,
-    ContactProblem,
     ContactValues,
     create_arguments,
     read_contact,
@@ -96,7 +95,7 @@ class ContactPages:
         try:
             values = read_contact(form)
             content = await self._run(call.account, "create_contact", create_arguments(values))
-        except ContactProblem as e:
+        except FormProblem as e:
             return await self._page(call, form=form, creating=True, problem=e)
         book, _, name = str(content["contact"]["contact_id"]).partition("/")
         return redirect(contact_path(book, name) + "?saved=1")
@@ -107,14 +106,14 @@ class ContactPages:
         before: ContactValues | None
         try:
             before = read_contact(ContactForm.from_card(card))
-        except ContactProblem:
+        except FormProblem:
             before = None  # not something the form can show: every field is sent
         try:
             after = read_contact(form)
             arguments = update_arguments(f"{book}/{name}", before, after)
             if len(arguments) > 1:
                 await self._run(call.account, "update_contact", arguments)
-        except ContactProblem as e:
+        except FormProblem as e:
             return await self._page(call, form=form, current=(book, name), problem=e)
         return redirect(contact_path(book, name) + "?saved=1")
 
@@ -151,7 +150,7 @@ class ContactPages:
         """
         Run a contact tool for the user; its structured answer.
 
-        @raise ContactProblem: the tool refused (said for people).
+        @raise FormProblem: the tool refused (said for people).
         """
         context = ToolContext(account, self.zone)
         try:
@@ -170,7 +169,7 @@ class ContactPages:
         form: ContactForm | None = None,
         current: tuple[str, str] | None = None,
         creating: bool = False,
-        problem: ContactProblem | None = None,
+        problem: FormProblem | None = None,
         saved: bool = False,
         deleted: bool = False,
     ) -> Reply:
